@@ -1,0 +1,312 @@
+"""Event-driven EventProp on the CPU: one forward and one backward kernel for a mini-batch.
+
+Network: inputs -> L hidden layers of N neurons (optionally recurrent, self-connections included)
+-> C output neurons (non-spiking LI, or spiking LIF for first-spike losses). Samples of a batch are
+independent; the forward kernel runs them in parallel (``prange`` over samples), the backward kernel
+runs per-thread chunks of samples, each with its own gradient accumulators, summed afterwards.
+
+Time base (spec §1.3, §3.3). Step n runs from t_n to t_{n+1}:
+  V(t_{n+1}) = alpha V(t_n) + c I(t_n);  threshold test on V(t_{n+1});  a spike "at step n" adds its
+  weight to the postsynaptic I(t_{n+1}) = beta I(t_n) + sum_i w_ij s_i(n).
+Backward step m moves the adjoints from t_{m+1} to t_m; the spikes of step m (m < n_steps - 1) then
+take their gradient samples and their reverse current from the postsynaptic adjoints at t_{m+1},
+and the spiking neuron's lambda_V jumps.
+
+Spikes are stored per sample as a time-ordered list: for step n, entries sp_ptr[b, n] ..
+sp_ptr[b, n + 1] - 1 of (sp_idx = global neuron index, sp_imv = ImV, sp_b = ALIF threshold).
+Global index l * N + i is hidden neuron i of layer l; L * N + c is output neuron c. At most
+``n_max_spike`` spikes per neuron and trial are stored (the rest still act in the forward pass and
+are counted in ``n_unstored``); if a sample needs more room than ``sp_idx`` has, ``sp_need`` says how
+much and the caller re-runs the forward pass with larger buffers (the random numbers are
+counter-based, so the re-run is identical).
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from models import (alif_imv, alif_spike_jump, alif_threshold_decay, lif_adjoint_update,
+                    lif_imv, lif_membrane_update, lif_spike_jump, normal_hash, synapse_decay,
+                    tau_m_gradient, tau_s_gradient, uniform_hash)
+
+FASTMATH = {"reassoc", "contract", "nsz"}
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _forward_sample(b, in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
+                    h_alpha, h_beta, h_c, o_alpha, o_beta, o_c,
+                    theta, v_reset, dt, n_steps, alif, rho_b, tau_m_h, tau_b, b_incr,
+                    out_spiking, p_drop, noise_amp, seed, n_max_spike, keep_traces,
+                    sp_ptr, sp_idx, sp_imv, sp_b, sp_need, n_unstored, counts,
+                    first_step, V_out_tr, I_out_tr, V_h_tr, I_h_tr):
+    L, N = h_alpha.shape
+    C = o_alpha.shape[0]
+    recurrent = W_rec.shape[0] > 0
+    cap = sp_idx.shape[1]
+    V = np.zeros((L, N), dtype=W_in.dtype)
+    I = np.zeros((L, N), dtype=W_in.dtype)
+    thr_b = np.zeros((L, N), dtype=W_in.dtype)
+    Vo = np.zeros(C, dtype=W_in.dtype)
+    Io = np.zeros(C, dtype=W_in.dtype)
+    stored = np.zeros(L * N + C, dtype=np.int32)
+    fired = np.empty(L * N, dtype=np.int32)
+    noise_scale = noise_amp * math.sqrt(dt)
+    ns = 0
+    for c in range(C):
+        first_step[b, c] = -1
+    for n in range(n_steps):
+        sp_ptr[b, n] = min(ns, cap)
+        if keep_traces:
+            V_h_tr[b, n] = V
+            I_h_tr[b, n] = I
+        for c in range(C):
+            V_out_tr[b, n, c] = Vo[c]
+            I_out_tr[b, n, c] = Io[c]
+        # neuron phase: every neuron uses I(t_n)
+        n_fired = 0
+        for l in range(L):
+            V_l, I_l, b_l = V[l], I[l], thr_b[l]
+            alpha_l, c_l = h_alpha[l], h_c[l]
+            for i in range(N):
+                V_l[i] = lif_membrane_update(V_l[i], I_l[i], alpha_l[i], c_l[i])
+            if noise_amp > 0.0:
+                for i in range(N):
+                    V_l[i] += noise_scale * normal_hash(seed, b, n, l * N + i)
+            if alif:
+                for i in range(N):
+                    b_l[i] = alif_threshold_decay(b_l[i], rho_b)
+            for i in range(N):
+                if V_l[i] < theta + b_l[i]:
+                    continue
+                if p_drop > 0.0 and uniform_hash(seed + 1, b, n, l * N + i) <= p_drop:
+                    continue  # dropped crossing: no spike, no reset (spec §2.3)
+                g = l * N + i
+                counts[b, g] += 1
+                fired[n_fired] = g
+                n_fired += 1
+                if stored[g] < n_max_spike:
+                    stored[g] += 1
+                    if ns < cap:
+                        sp_idx[b, ns] = g
+                        if alif:
+                            sp_imv[b, ns] = alif_imv(I_l[i], V_l[i], b_l[i], tau_m_h[l, i],
+                                                     tau_b)
+                            sp_b[b, ns] = b_l[i]
+                        else:
+                            sp_imv[b, ns] = lif_imv(I_l[i], V_l[i])
+                    ns += 1
+                else:
+                    n_unstored[b] += 1
+                V_l[i] = v_reset
+                if alif:
+                    b_l[i] += b_incr
+        for c in range(C):
+            v = lif_membrane_update(Vo[c], Io[c], o_alpha[c], o_c[c])
+            if out_spiking and v >= theta:
+                g = L * N + c
+                counts[b, g] += 1
+                if first_step[b, c] < 0:
+                    first_step[b, c] = n
+                if stored[g] < n_max_spike:
+                    stored[g] += 1
+                    if ns < cap:
+                        sp_idx[b, ns] = g
+                        sp_imv[b, ns] = lif_imv(Io[c], v)
+                    ns += 1
+                else:
+                    n_unstored[b] += 1
+                v = v_reset
+            Vo[c] = v
+        # synapse phase: I(t_{n+1}) = beta I(t_n) + weights of the spikes of step n
+        for l in range(L):
+            I_l, beta_l = I[l], h_beta[l]
+            for i in range(N):
+                I_l[i] = synapse_decay(I_l[i], beta_l[i])
+        for c in range(C):
+            Io[c] = synapse_decay(Io[c], o_beta[c])
+        I_0 = I[0]
+        for k in range(in_ptr[b, n], in_ptr[b, n + 1]):
+            w = W_in[in_ch[k]]
+            for j in range(N):
+                I_0[j] += w[j]
+        for k in range(n_fired):
+            l = fired[k] // N
+            i = fired[k] - l * N
+            if l < L - 1:
+                w, I_next = W_fwd[l, i], I[l + 1]
+                for j in range(N):
+                    I_next[j] += w[j]
+            else:
+                w = W_out[i]
+                for c in range(C):
+                    Io[c] += w[c]
+            if recurrent:
+                w, I_l = W_rec[l, i], I[l]
+                for j in range(N):
+                    I_l[j] += w[j]
+    sp_ptr[b, n_steps] = min(ns, cap)
+    sp_need[b] = ns
+    for c in range(C):
+        V_out_tr[b, n_steps, c] = Vo[c]
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def forward_batch(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
+                  h_alpha, h_beta, h_c, o_alpha, o_beta, o_c,
+                  theta, v_reset, dt, n_steps, alif, rho_b, tau_m_h, tau_b, b_incr,
+                  out_spiking, p_drop, noise_amp, seed, n_max_spike, keep_traces,
+                  sp_ptr, sp_idx, sp_imv, sp_b, sp_need, n_unstored, counts,
+                  first_step, V_out_tr, I_out_tr, V_h_tr, I_h_tr):
+    """Forward pass of every sample of the batch (outputs are written into the given arrays)."""
+    for b in prange(in_ptr.shape[0]):
+        _forward_sample(b, in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
+                        h_alpha, h_beta, h_c, o_alpha, o_beta, o_c,
+                        theta, v_reset, dt, n_steps, alif, rho_b, tau_m_h, tau_b, b_incr,
+                        out_spiking, p_drop, noise_amp, seed, n_max_spike, keep_traces,
+                        sp_ptr, sp_idx, sp_imv, sp_b, sp_need, n_unstored, counts,
+                        first_step, V_out_tr, I_out_tr, V_h_tr, I_h_tr)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _backward_sample(b, in_ptr, in_ch, W_fwd, W_rec, W_out,
+                     h_alpha, h_beta, h_d, o_alpha, o_beta, o_d,
+                     tau_m_h, tau_s_h, tau_m_o, tau_s_o,
+                     theta_jump, dt, n_steps, alif, rho_b, tau_b, b_incr,
+                     sp_ptr, sp_idx, sp_imv, sp_b, first_step,
+                     A_out, force_g, force_c, jump_step, jump_amount, fs_term, reg_jump,
+                     train_tau, train_tau_out, V_h_tr, I_h_tr, V_out_tr, I_out_tr,
+                     dW_in, dW_fwd, dW_rec, dW_out, dtau_m_h, dtau_s_h, dtau_m_o, dtau_s_o):
+    L, N = h_alpha.shape
+    C = o_alpha.shape[0]
+    recurrent = W_rec.shape[0] > 0
+    full_forcing = A_out.shape[0] > 0
+    separable_forcing = force_g.shape[0] > 0
+    dtype = W_out.dtype
+    lam_V = np.zeros((L, N), dtype=dtype)
+    lam_I = np.zeros((L, N), dtype=dtype)
+    lam_b = np.zeros((L, N), dtype=dtype)
+    lam_Vo = np.zeros(C, dtype=dtype)
+    lam_Io = np.zeros(C, dtype=dtype)
+    # postsynaptic adjoints at t_{m+1}: lambda_V - lambda_I (reverse current) and lambda_I
+    post_diff = np.zeros((L, N), dtype=dtype)
+    post_lam_I = np.zeros((L, N), dtype=dtype)
+    post_diff_o = np.zeros(C, dtype=dtype)
+    post_lam_Io = np.zeros(C, dtype=dtype)
+    tau_s_0 = tau_s_h[0]
+    for m in range(n_steps - 1, -1, -1):
+        n_in = in_ptr[b, m + 1] - in_ptr[b, m]
+        s0 = sp_ptr[b, m]
+        s1 = sp_ptr[b, m + 1]
+        events = m < n_steps - 1 and (n_in > 0 or s1 > s0)
+        if events:
+            for l in range(L):
+                lV, lI, pd, pI = lam_V[l], lam_I[l], post_diff[l], post_lam_I[l]
+                for j in range(N):
+                    pd[j] = lV[j] - lI[j]
+                    pI[j] = lI[j]
+            for c in range(C):
+                post_diff_o[c] = lam_Vo[c] - lam_Io[c]
+                post_lam_Io[c] = lam_Io[c]
+        # free adjoint dynamics from t_{m+1} to t_m
+        for l in range(L):
+            lV, lI, a_l, b_l, d_l = lam_V[l], lam_I[l], h_alpha[l], h_beta[l], h_d[l]
+            for i in range(N):
+                lV[i], lI[i] = lif_adjoint_update(lV[i], lI[i], 0.0, a_l[i], b_l[i], d_l[i])
+            if alif:
+                lb = lam_b[l]
+                for i in range(N):
+                    lb[i] = alif_threshold_decay(lb[i], rho_b)
+            if train_tau:
+                V_m, I_m = V_h_tr[b, m, l], I_h_tr[b, m, l]
+                tm_l, ts_l = tau_m_h[l], tau_s_h[l]
+                dtm, dts = dtau_m_h[l], dtau_s_h[l]
+                for i in range(N):
+                    dtm[i] += tau_m_gradient(lV[i], V_m[i], I_m[i], tm_l[i], dt)
+                    dts[i] += tau_s_gradient(lI[i], I_m[i], ts_l[i], dt)
+        for c in range(C):
+            A = 0.0
+            if full_forcing:
+                A = A_out[b, m, c]
+            elif separable_forcing:
+                A = force_g[b, m] * force_c[b, c]
+            lam_Vo[c], lam_Io[c] = lif_adjoint_update(lam_Vo[c], lam_Io[c], A, o_alpha[c],
+                                                      o_beta[c], o_d[c])
+            if train_tau_out:
+                dtau_m_o[c] += tau_m_gradient(lam_Vo[c], V_out_tr[b, m, c], I_out_tr[b, m, c],
+                                              tau_m_o[c], dt)
+                dtau_s_o[c] += tau_s_gradient(lam_Io[c], I_out_tr[b, m, c], tau_s_o[c], dt)
+        if events:
+            # input spikes: gradient samples only
+            pI0 = post_lam_I[0]
+            for k in range(in_ptr[b, m], in_ptr[b, m + 1]):
+                dw = dW_in[in_ch[k]]
+                for j in range(N):
+                    dw[j] -= tau_s_0[j] * pI0[j]
+            # hidden and output spikes of step m
+            for s in range(s0, s1):
+                g = sp_idx[b, s]
+                imv = sp_imv[b, s]
+                if g < L * N:
+                    l = g // N
+                    i = g - l * N
+                    rev = 0.0
+                    if l < L - 1:
+                        w, dw = W_fwd[l, i], dW_fwd[l, i]
+                        pd, pI, ts = post_diff[l + 1], post_lam_I[l + 1], tau_s_h[l + 1]
+                        for j in range(N):
+                            rev += w[j] * pd[j]
+                            dw[j] -= ts[j] * pI[j]
+                    else:
+                        w, dw = W_out[i], dW_out[i]
+                        for c in range(C):
+                            rev += w[c] * post_diff_o[c]
+                            dw[c] -= tau_s_o[c] * post_lam_Io[c]
+                    if recurrent:
+                        w, dw = W_rec[l, i], dW_rec[l, i]
+                        pd, pI, ts = post_diff[l], post_lam_I[l], tau_s_h[l]
+                        for j in range(N):
+                            rev += w[j] * pd[j]
+                            dw[j] -= ts[j] * pI[j]
+                    if alif:
+                        lam_V[l, i], lam_b[l, i] = alif_spike_jump(
+                            lam_V[l, i], lam_b[l, i], rev, theta_jump, sp_b[b, s], imv, b_incr,
+                            tau_m_h[l, i], tau_b)
+                    else:
+                        lam_V[l, i] = lif_spike_jump(lam_V[l, i], rev, theta_jump, imv)
+                    lam_V[l, i] += reg_jump[b, l, i]
+                else:
+                    c = g - L * N
+                    lam_Vo[c] = lif_spike_jump(lam_Vo[c], 0.0, theta_jump, imv)
+                    if m == first_step[b, c]:
+                        lam_Vo[c] += fs_term[b, c] / imv
+        # loss jumps that are not spike-triggered (max read-out, phantom spike)
+        for c in range(C):
+            if jump_step[b, c] == m:
+                lam_Vo[c] += jump_amount[b, c]
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def backward_batch(in_ptr, in_ch, W_fwd, W_rec, W_out,
+                   h_alpha, h_beta, h_d, o_alpha, o_beta, o_d,
+                   tau_m_h, tau_s_h, tau_m_o, tau_s_o,
+                   theta_jump, dt, n_steps, alif, rho_b, tau_b, b_incr,
+                   sp_ptr, sp_idx, sp_imv, sp_b, first_step,
+                   A_out, force_g, force_c, jump_step, jump_amount, fs_term, reg_jump,
+                   train_tau, train_tau_out, V_h_tr, I_h_tr, V_out_tr, I_out_tr,
+                   dW_in, dW_fwd, dW_rec, dW_out, dtau_m_h, dtau_s_h, dtau_m_o, dtau_s_o):
+    """Backward pass of every sample; gradients accumulate into chunk k of the d* arrays for the
+    samples b = k, k + n_chunks, ... (one chunk per thread; the caller sums over chunks)."""
+    n_chunks = dW_in.shape[0]
+    B = in_ptr.shape[0]
+    for k in prange(n_chunks):
+        for b in range(k, B, n_chunks):
+            _backward_sample(b, in_ptr, in_ch, W_fwd, W_rec, W_out,
+                             h_alpha, h_beta, h_d, o_alpha, o_beta, o_d,
+                             tau_m_h, tau_s_h, tau_m_o, tau_s_o,
+                             theta_jump, dt, n_steps, alif, rho_b, tau_b, b_incr,
+                             sp_ptr, sp_idx, sp_imv, sp_b, first_step,
+                             A_out, force_g, force_c, jump_step, jump_amount, fs_term,
+                             reg_jump,
+                             train_tau, train_tau_out, V_h_tr, I_h_tr, V_out_tr, I_out_tr,
+                             dW_in[k], dW_fwd[k], dW_rec[k], dW_out[k],
+                             dtau_m_h[k], dtau_s_h[k], dtau_m_o[k], dtau_s_o[k])
