@@ -43,6 +43,9 @@ def _forward_sample(b, in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
     C = o_alpha.shape[0]
     recurrent = W_rec.shape[0] > 0
     cap = sp_idx.shape[1]
+    real = W_in.dtype.type          # float32 or float64: keep every operation in that precision
+    theta, v_reset, rho_b, tau_b, b_incr = real(theta), real(v_reset), real(rho_b), real(tau_b), \
+        real(b_incr)
     V = np.zeros((L, N), dtype=W_in.dtype)
     I = np.zeros((L, N), dtype=W_in.dtype)
     thr_b = np.zeros((L, N), dtype=W_in.dtype)
@@ -50,7 +53,7 @@ def _forward_sample(b, in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
     Io = np.zeros(C, dtype=W_in.dtype)
     stored = np.zeros(L * N + C, dtype=np.int32)
     fired = np.empty(L * N, dtype=np.int32)
-    noise_scale = noise_amp * math.sqrt(dt)
+    noise_scale = real(noise_amp * math.sqrt(dt))
     ns = 0
     for c in range(C):
         first_step[b, c] = -1
@@ -182,6 +185,10 @@ def _backward_sample(b, in_ptr, in_ch, W_fwd, W_rec, W_out,
     full_forcing = A_out.shape[0] > 0
     separable_forcing = force_g.shape[0] > 0
     dtype = W_out.dtype
+    real = dtype.type
+    zero = real(0)
+    theta_jump, dt, rho_b, tau_b, b_incr = real(theta_jump), real(dt), real(rho_b), real(tau_b), \
+        real(b_incr)
     lam_V = np.zeros((L, N), dtype=dtype)
     lam_I = np.zeros((L, N), dtype=dtype)
     lam_b = np.zeros((L, N), dtype=dtype)
@@ -211,7 +218,7 @@ def _backward_sample(b, in_ptr, in_ch, W_fwd, W_rec, W_out,
         for l in range(L):
             lV, lI, a_l, b_l, d_l = lam_V[l], lam_I[l], h_alpha[l], h_beta[l], h_d[l]
             for i in range(N):
-                lV[i], lI[i] = lif_adjoint_update(lV[i], lI[i], 0.0, a_l[i], b_l[i], d_l[i])
+                lV[i], lI[i] = lif_adjoint_update(lV[i], lI[i], zero, a_l[i], b_l[i], d_l[i])
             if alif:
                 lb = lam_b[l]
                 for i in range(N):
@@ -224,7 +231,7 @@ def _backward_sample(b, in_ptr, in_ch, W_fwd, W_rec, W_out,
                     dtm[i] += tau_m_gradient(lV[i], V_m[i], I_m[i], tm_l[i], dt)
                     dts[i] += tau_s_gradient(lI[i], I_m[i], ts_l[i], dt)
         for c in range(C):
-            A = 0.0
+            A = zero
             if full_forcing:
                 A = A_out[b, m, c]
             elif separable_forcing:
@@ -249,7 +256,7 @@ def _backward_sample(b, in_ptr, in_ch, W_fwd, W_rec, W_out,
                 if g < L * N:
                     l = g // N
                     i = g - l * N
-                    rev = 0.0
+                    rev = zero
                     if l < L - 1:
                         w, dw = W_fwd[l, i], dW_fwd[l, i]
                         pd, pI, ts = post_diff[l + 1], post_lam_I[l + 1], tau_s_h[l + 1]
@@ -276,7 +283,7 @@ def _backward_sample(b, in_ptr, in_ch, W_fwd, W_rec, W_out,
                     lam_V[l, i] += reg_jump[b, l, i]
                 else:
                     c = g - L * N
-                    lam_Vo[c] = lif_spike_jump(lam_Vo[c], 0.0, theta_jump, imv)
+                    lam_Vo[c] = lif_spike_jump(lam_Vo[c], zero, theta_jump, imv)
                     if m == first_step[b, c]:
                         lam_Vo[c] += fs_term[b, c] / imv
         # loss jumps that are not spike-triggered (max read-out, phantom spike)

@@ -91,14 +91,14 @@ def lif_spike_jump(lambda_V, rev_I_syn, theta, ImV):
 
 @model_function
 def tau_m_gradient(lambda_V, V, I_used, tau_m, dt):
-    """Sample of dL/dtau_m = -integral lambda_V dV/dt dt over one step, dV/dt = (I - V)/tau_m."""
-    return -lambda_V * (I_used - V) / tau_m * dt
+    """Sample of dL/dtau_m = integral lambda_V dV/dt dt over one step, dV/dt = (I - V)/tau_m."""
+    return lambda_V * (I_used - V) / tau_m * dt
 
 
 @model_function
 def tau_s_gradient(lambda_I, I, tau_s, dt):
-    """Sample of dL/dtau_s = -integral lambda_I dI/dt dt over one step, dI/dt = -I/tau_s."""
-    return lambda_I * I / tau_s * dt
+    """Sample of dL/dtau_s = integral lambda_I dI/dt dt over one step, dI/dt = -I/tau_s."""
+    return -lambda_I * I / tau_s * dt
 
 
 # ----------------------------------------------------------------------------------------------

@@ -231,3 +231,19 @@ def test_partial_batch_uses_nominal_batch_size():
         net = make_net("sum", n_batch=n_batch)
         g[n_batch] = gradient(net, data).grads["w_hidden_output"]
     assert np.allclose(g[4], g[2] / 2)
+
+
+@pytest.mark.parametrize("loss_type,scale", [("sum_weigh_exp", 20.0), ("max", 40.0)])
+def test_output_tau_gradients_converge_to_stepped_fd(loss_type, scale):
+    """LI outputs are smooth in their time constants, so the stepped loss checks the output tau
+    gradients (intended integrals of spec §3.7); the discrete error shrinks with dt."""
+    errors = []
+    for dt in (0.5, 0.1):
+        net = make_net(loss_type, dt=dt, T=40.0, train_tau_output=True)
+        data = random_data(11, 4, net.n_steps, n_spikes=40)
+        result = gradient(net, data)
+        for name in ("tau_m_output", "tau_syn_output"):
+            fd = stepped_fd(net, data, name, h=1e-5)
+            errors.append(rel_err(scale * result.grads[name], fd))
+    assert max(errors[:2]) < 0.15
+    assert errors[2] < 0.4 * errors[0] and errors[3] < 0.4 * errors[1]
