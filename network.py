@@ -41,7 +41,7 @@ class TrialResult:
         self.grads = grads
         self.first_step = first_step
         self.V_out = V_out_tr
-        self.spikes = spikes             # (sp_ptr, sp_idx) of the stored spikes
+        self.spikes = spikes             # (sp_ptr, sp_idx, sp_imv) of the stored spikes
 
 
 class EventPropNetwork:
@@ -210,7 +210,7 @@ class EventPropNetwork:
             grads = self._backward(in_ptr, in_ch, h_alpha, h_beta, h_d, o_alpha, o_beta, o_d,
                                    alif, rho_b, sp_ptr, sp_idx, sp_imv, sp_b, first_step, terms,
                                    reg_jump, V_h_tr, I_h_tr, V_out_tr, I_out_tr)
-        spikes = (sp_ptr, sp_idx) if keep_spikes else None
+        spikes = (sp_ptr, sp_idx, sp_imv) if keep_spikes else None
         return TrialResult(terms, (hidden_counts, output_counts), n_unstored, grads, first_step,
                            V_out_tr, spikes)
 

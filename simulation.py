@@ -98,7 +98,7 @@ class Recorder:
                     steps = np.repeat(np.arange(net.n_steps), np.diff(in_ptr[b]))
                     ids = in_ch[in_ptr[b, 0]:in_ptr[b, -1]]
                 else:
-                    sp_ptr, sp_idx = result.spikes
+                    sp_ptr, sp_idx, _ = result.spikes
                     n = sp_ptr[b, -1]
                     steps = np.repeat(np.arange(net.n_steps), np.diff(sp_ptr[b]))
                     ids = sp_idx[b, :n]

@@ -115,7 +115,7 @@ def test_spike_alignment_closed_form():
     in_ptr, in_ch = data.batch([0])
     result = net.run_batch(in_ptr, in_ch, data.labels, learn=True, keep_spikes=True)
     assert result.hidden_counts.sum() == 1
-    sp_ptr, sp_idx = result.spikes
+    sp_ptr, sp_idx, _ = result.spikes
     k = int(np.nonzero(np.diff(sp_ptr[0]))[0][0])
     R = -0.5 * (1 - 3.0) / 1
     alpha, beta, _, _ = lif_coefficients(tau_m, tau_s, dt)

@@ -1,0 +1,101 @@
+"""Shared pieces: parameter validation, Adam, atomic files, spike data packing."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import utils
+from spike_data import SpikeData, times_to_steps
+
+DEFAULTS = {"ETA": 1e-3, "N_BATCH": 32, "LOSS_TYPE": "sum", "PDROP": 0.0}
+RULES = {"ETA": utils.positive, "N_BATCH": utils.integer_at_least(1),
+         "LOSS_TYPE": utils.one_of("sum", "max"), "PDROP": utils.probability}
+
+
+def test_unknown_key_names_it_and_suggests():
+    with pytest.raises(KeyError) as e:
+        utils.check_params({"N_BTACH": 4}, DEFAULTS, RULES)
+    assert "N_BTACH" in str(e.value) and "N_BATCH" in str(e.value)
+
+
+@pytest.mark.parametrize("key,value", [("ETA", -1.0), ("ETA", float("nan")), ("N_BATCH", 0),
+                                       ("N_BATCH", 2.5), ("LOSS_TYPE", "summ"), ("PDROP", 1.0),
+                                       ("PDROP", True)])
+def test_invalid_value_names_key(key, value):
+    with pytest.raises(ValueError, match=key):
+        utils.check_params({key: value}, DEFAULTS, RULES)
+
+
+def test_defaults_filled_and_input_untouched():
+    p = {"ETA": 0.5}
+    full = utils.check_params(p, DEFAULTS, RULES)
+    assert full["ETA"] == 0.5 and full["N_BATCH"] == 32 and p == {"ETA": 0.5}
+
+
+def test_adam_matches_closed_form():
+    """First step moves by eta sign(g) (bias correction); later steps follow the recursion."""
+    adam = utils.Adam(0.9, 0.999, 1e-8)
+    params = {"w": np.array([1.0, -2.0, 0.5])}
+    g = np.array([0.3, -0.1, 0.0])
+    adam.step(params, {"w": g}, 0.01, ["w"])
+    assert np.allclose(params["w"], [1.0 - 0.01, -2.0 + 0.01, 0.5], atol=1e-7)
+    m, v = 0.1 * g, 0.001 * g * g
+    g2 = np.array([0.2, 0.2, 0.2])
+    m, v = 0.9 * m + 0.1 * g2, 0.999 * v + 0.001 * g2 * g2
+    expected = params["w"] - 0.01 * (m / (1 - 0.9 ** 2)) / (np.sqrt(v / (1 - 0.999 ** 2)) + 1e-8)
+    adam.step(params, {"w": g2}, 0.01, ["w"])
+    assert np.allclose(params["w"], expected)
+    state = adam.state()
+    fresh = utils.Adam()
+    fresh.load_state(state)
+    assert fresh.t == 2 and np.allclose(fresh.m["w"], adam.m["w"])
+
+
+def test_atomic_files(tmp_path):
+    path = tmp_path / "sub" / "a.npy"
+    utils.save_npy(str(path), np.arange(3))
+    assert np.array_equal(np.load(path), np.arange(3))
+    utils.save_json(str(tmp_path / "p.json"), {"a": np.float32(1.5), "b": np.arange(2)})
+    assert json.load(open(tmp_path / "p.json")) == {"a": 1.5, "b": [0, 1]}
+    log = utils.EpochLog(str(tmp_path / "log.jsonl"))
+    log.write(epoch=0, acc=0.5)
+    log.write(epoch=1, acc=0.75)
+    assert [r["acc"] for r in utils.load_epoch_log(str(tmp_path / "log.jsonl"))] == [0.5, 0.75]
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp_")]
+
+
+def test_failed_write_leaves_old_file(tmp_path):
+    path = str(tmp_path / "x.txt")
+    utils.save_text(path, "old")
+
+    def broken(f):
+        f.write(b"partial")
+        raise RuntimeError("killed")
+    with pytest.raises(RuntimeError):
+        utils._atomic_write(path, broken)
+    assert open(path).read() == "old"
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp_")]
+
+
+def test_times_to_steps():
+    assert list(times_to_steps([0.0, 0.2, 0.20000001, 0.25, 1.0], 0.1)) == [0, 2, 2, 3, 10]
+
+
+def test_spike_data_packing_keeps_counts_and_one_spike_per_bin():
+    data = SpikeData.from_lists([[3, 3, 1, 9, 12], [0]], [[2, 2, 0, 4, 1], [3]], [1, 0], 10, 5)
+    steps, channels = data.sample(0)
+    assert list(steps) == [1, 3, 9] and list(channels) == [0, 2, 4]   # duplicate and t >= T gone
+    in_ptr, in_ch = data.batch([0, 1])
+    assert in_ptr.shape == (2, 11)
+    assert list(in_ch[in_ptr[0, 3]:in_ptr[0, 4]]) == [2]
+    assert in_ptr[0, -1] - in_ptr[0, 0] == 3 and in_ptr[1, -1] - in_ptr[1, 0] == 1
+    sub = data.subset([1])
+    assert len(sub) == 1 and sub.labels[0] == 0 and list(sub.sample(0)[1]) == [3]
+
+
+def test_input_dropout_deletes_spikes():
+    rng = np.random.default_rng(0)
+    data = SpikeData.from_lists([np.arange(1000) % 100], [np.arange(1000) // 100], [0], 100, 10)
+    _, in_ch = data.batch([0], p_drop=0.3, rng=rng)
+    assert 600 < len(in_ch) < 800
