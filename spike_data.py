@@ -26,6 +26,21 @@ class SpikeData:
         self.n_channels = int(n_channels)
         if len(self.offsets) != len(self.labels) + 1:
             raise ValueError("offsets must have one entry more than labels")
+        if len(self.steps) != len(self.channels) or self.offsets[-1] != len(self.steps):
+            raise ValueError("steps and channels must have offsets[-1] entries each")
+        if len(self.steps) and (self.steps.min() < 0 or self.steps.max() >= self.n_steps):
+            raise ValueError(f"spike steps must lie in [0, {self.n_steps})")
+        if len(self.channels) and (self.channels.min() < 0
+                                   or self.channels.max() >= self.n_channels):
+            raise ValueError(f"spike channels must lie in [0, {self.n_channels})")
+        self._sort_by_step()
+
+    def _sort_by_step(self):
+        """Order every sample's spikes by step, then channel (``batch`` relies on it)."""
+        sample = np.repeat(np.arange(len(self.labels)), np.diff(self.offsets))
+        order = np.lexsort((self.channels, self.steps, sample))
+        self.steps = self.steps[order]
+        self.channels = self.channels[order]
 
     def __len__(self):
         return len(self.labels)

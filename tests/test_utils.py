@@ -94,6 +94,27 @@ def test_spike_data_packing_keeps_counts_and_one_spike_per_bin():
     assert len(sub) == 1 and sub.labels[0] == 0 and list(sub.sample(0)[1]) == [3]
 
 
+def unpack(in_ptr, in_ch, b):
+    """(step, channel) pairs of batch slot b, read back from the engine layout."""
+    return [(n, int(c)) for n in range(in_ptr.shape[1] - 1)
+            for c in in_ch[in_ptr[b, n]:in_ptr[b, n + 1]]]
+
+
+def test_spike_data_built_from_unsorted_arrays_batches_every_spike_at_its_step():
+    """The constructor accepts spikes in any order within a sample (e.g. channel order, as the
+    Yin-Yang encoder produces them); the engine layout must still put each at its own step."""
+    steps = [2, 26, 15, 3, 14, 2, 5, 15, 24, 15]
+    channels = [0, 1, 2, 3, 4, 0, 1, 2, 3, 4]
+    data = SpikeData(steps, channels, [0, 5, 10], [0, 2], 30, 5)
+    in_ptr, in_ch = data.batch([0, 1])
+    assert unpack(in_ptr, in_ch, 0) == sorted(zip(steps[:5], channels[:5]))
+    assert unpack(in_ptr, in_ch, 1) == sorted(zip(steps[5:], channels[5:]))
+    with pytest.raises(ValueError, match="steps"):
+        SpikeData([2, 30], [0, 1], [0, 2], [0], 30, 5)
+    with pytest.raises(ValueError, match="channels"):
+        SpikeData([2, 3], [0, 5], [0, 2], [0], 30, 5)
+
+
 def test_input_dropout_deletes_spikes():
     rng = np.random.default_rng(0)
     data = SpikeData.from_lists([np.arange(1000) % 100], [np.arange(1000) // 100], [0], 100, 10)

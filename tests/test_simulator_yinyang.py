@@ -1,0 +1,133 @@
+"""The Yin-Yang simulator: parameter validation, training improves accuracy, files, resume,
+recordings, overflow warnings, cross-validation."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import utils
+from simulator_yinyang import p as default_p
+from simulator_yinyang import yinyang, yinyang_spike_data
+from spike_data import times_to_steps
+from yinyang_data import generate_yinyang
+
+SMALL = {"N_TRAIN": 400, "N_TEST": 100, "N_EPOCH": 2, "NUM_HIDDEN": 40, "MODEL_SEED": 3,
+         "PROGRESS": False, "ETA": 5e-3}
+
+
+def small(tmp_path, **kw):
+    p = dict(default_p)
+    p.update(SMALL, OUT_DIR=str(tmp_path), NAME="yy")
+    p.update(kw)
+    return p
+
+
+def test_unknown_key_is_an_error_with_suggestion(tmp_path):
+    with pytest.raises(KeyError, match="NUM_HIDEN.*NUM_HIDDEN"):
+        yinyang(small(tmp_path, NUM_HIDEN=10))
+
+
+@pytest.mark.parametrize("key,value", [("LOSS_TYPE", "first_spikes"), ("N_BATCH", 0),
+                                       ("TAU_MEM", -20.0), ("PDROP", 1.5), ("DT_MS", 0),
+                                       ("DTYPE", "float16"), ("N_EPOCH", 1.5),
+                                       ("TRIAL_MS", 0.2)])
+def test_invalid_values_name_the_key(tmp_path, key, value):
+    with pytest.raises(ValueError, match=key):
+        yinyang(small(tmp_path, **{key: value}))
+
+
+def test_encoded_samples_reach_the_engine_at_their_spike_times():
+    """Every sample's five spikes (bias, x, y, 1-x, 1-y) arrive in the engine layout at the steps
+    of t = 2 dt + f (T - 4 dt), each channel once."""
+    dt, T = 0.1, 30.0
+    data = yinyang_spike_data(50, 7, dt, T)
+    features, labels = generate_yinyang(50, 7)
+    assert np.array_equal(data.labels, labels)
+    in_ptr, in_ch = data.batch(np.arange(50))
+    for b in range(50):
+        times = np.concatenate([[0.0], features[b]]) * (T - 4 * dt) + 2 * dt
+        expected = sorted(zip(times_to_steps(times, dt), range(5)))
+        got = [(n, int(c)) for n in range(data.n_steps)
+               for c in in_ch[in_ptr[b, n]:in_ptr[b, n + 1]]]
+        assert got == expected
+
+
+def test_training_improves_accuracy_and_writes_results(tmp_path):
+    p = small(tmp_path, N_EPOCH=3, N_TRAIN=1000)
+    model = yinyang(p)
+    before = model.test(small(tmp_path, N_TRAIN=1000))[-1]
+    *_, train_acc, test_acc = model.train_test(p)
+    assert test_acc > before + 0.15 and test_acc > 0.6
+    results = np.loadtxt(tmp_path / "yy_results.txt")
+    assert results.shape == (3 + 1, 6)   # test() wrote one line first, then 3 epochs
+    assert results[-1, 3] == pytest.approx(test_acc, abs=1e-6)
+    log = utils.load_epoch_log(str(tmp_path / "yy_log.jsonl"))
+    assert [r["epoch"] for r in log[1:]] == [0, 1, 2]
+    assert {"train_acc", "test_acc", "train_loss", "eta", "seconds",
+            "train_hidden_spikes_per_sample"} <= set(log[-1])
+    for f in ("yy_w_input_hidden_last.npy", "yy_w_hidden_output_last.npy",
+              "yy_checkpoint_last.npz", "yy_w_input_hidden_e0_t0.npy"):
+        assert (tmp_path / f).exists()
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp_")]
+    # test() with LOAD_LAST evaluates the trained weights
+    again = model.test(small(tmp_path, N_TRAIN=1000, LOAD_LAST=True))[-1]
+    assert again == pytest.approx(test_acc)
+
+
+def test_resume_continues_like_an_uninterrupted_run(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    model = yinyang(small(a))
+    model.train(small(a, N_EPOCH=2))
+    model.train(small(b, N_EPOCH=1))
+    model.train(small(b, N_EPOCH=2, LOAD_LAST=True))
+    for f in ("yy_w_input_hidden_last.npy", "yy_w_hidden_output_last.npy"):
+        assert np.array_equal(np.load(a / f), np.load(b / f))
+    assert len(np.loadtxt(b / "yy_results.txt")) == 2
+
+
+def test_load_last_without_checkpoint_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="yy_checkpoint_last.npz"):
+        yinyang(small(tmp_path)).test(small(tmp_path, LOAD_LAST=True))
+
+
+def test_recordings(tmp_path):
+    p = small(tmp_path, N_EPOCH=1, REC_SPIKES=["input", "hidden", "output"],
+              REC_NEURONS=[("output", "V")], REC_SYNAPSES=[("hid_to_out", "w")],
+              REC_EPOCH_TRIAL=[[0, 0], [0, 2]])
+    spike_t, spike_ID, vars_n, vars_s, acc = yinyang(p).train(p)
+    B, T = p["N_BATCH"], p["TRIAL_MS"]
+    assert len(spike_t["input"]) == 2 * B * 5            # two recorded trials, 5 spikes each
+    assert spike_t["input"].max() < 2 * B * T
+    assert len(spike_t["hidden"]) == len(spike_ID["hidden"]) > 0
+    assert spike_ID["hidden"].max() < p["NUM_HIDDEN"]
+    assert vars_n["Voutput"].shape == (2 * B, int(round(T / p["DT_MS"])), 3)
+    assert vars_s["whid_to_out"].shape == (2, p["NUM_HIDDEN"], 3)
+    assert (tmp_path / "yy_hidden_spike_t.npy").exists()
+
+
+def test_spike_overflow_is_reported(tmp_path):
+    p = small(tmp_path, N_EPOCH=1, N_MAX_SPIKE=1)
+    with pytest.warns(RuntimeWarning, match="N_MAX_SPIKE"):
+        yinyang(p).train(p)
+    log = utils.load_epoch_log(str(tmp_path / "yy_log.jsonl"))
+    assert log[-1]["n_unstored_spikes"] > 0
+
+
+def test_cross_validate(tmp_path):
+    p = small(tmp_path, N_EPOCH=1, N_FOLDS=3)
+    accuracies, seconds = yinyang(p).cross_validate(p)
+    assert len(accuracies) == 3 and len(seconds) == 3
+    assert all(0.0 <= a <= 1.0 for fold in accuracies for a in fold)
+    assert (tmp_path / "yy_fold2_results.txt").exists()
+
+
+def test_float64_runs(tmp_path):
+    p = small(tmp_path, N_EPOCH=1, DTYPE="float64")
+    *_, acc = yinyang(p).train(p)
+    w = np.load(tmp_path / "yy_w_input_hidden_last.npy")
+    assert w.dtype == np.float64 and 0.0 <= acc <= 1.0
+
+
+def test_parameters_are_json_serialisable():
+    json.dumps(default_p)
