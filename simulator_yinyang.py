@@ -61,6 +61,7 @@ p = {
     "ADAM_EPS": 1e-8,
     "ETA_DECAY": 0.95,          # learning rate x ETA_DECAY at the start of every epoch
     "PDROP": 0.0,               # hidden dropout probability (delays spikes, spec §2.3)
+    "SHUFFLE": False,           # new random order of the training samples every epoch
     "N_FOLDS": 5,               # cross_validate: number of folds of the training set
     "DTYPE": "float32",         # "float32" or "float64"
     "REC_SPIKES": [],           # populations: "input", "hidden", "output"
@@ -88,7 +89,7 @@ RULES = {
     "INPUT_HIDDEN_MEAN": utils.number, "INPUT_HIDDEN_STD": utils.non_negative,
     "HIDDEN_OUTPUT_MEAN": utils.number, "HIDDEN_OUTPUT_STD": utils.non_negative,
     "ETA": utils.non_negative, "ADAM_BETA1": utils.probability, "ADAM_BETA2": utils.probability,
-    "ADAM_EPS": utils.positive, "ETA_DECAY": utils.positive, "PDROP": utils.probability,
+    "ADAM_EPS": utils.positive, "ETA_DECAY": utils.positive, "PDROP": utils.probability, "SHUFFLE": utils.boolean,
     "N_FOLDS": utils.integer_at_least(2), "DTYPE": utils.one_of("float32", "float64"),
     "REC_SPIKES": utils.list_of(str), "REC_NEURONS": utils.list_of((list, tuple)),
     "REC_SYNAPSES": utils.list_of((list, tuple)), "REC_EPOCH_TRIAL": utils.list_of_pairs,
@@ -193,8 +194,8 @@ class yinyang:
                 eta *= p["ETA_DECAY"]
                 snapshot = (lambda trial, stats, e=epoch: self._snapshot(p, trainer, e, trial))
                 train_stats = trainer.run_epoch(
-                    train_data, np.arange(len(train_data)), True, eta, epoch=epoch,
-                    p_drop_hidden=p["PDROP"], rng=rng, recorder=recorder,
+                    train_data, self._training_order(p, len(train_data), epoch), True, eta,
+                    epoch=epoch, p_drop_hidden=p["PDROP"], rng=rng, recorder=recorder,
                     seed=p["TRAIN_DATA_SEED"] or 0, progress=p["PROGRESS"],
                     desc=f"epoch {epoch} train", on_trial=snapshot)
             if eval_data is not None:
@@ -210,6 +211,14 @@ class yinyang:
             recorder.save(p["OUT_DIR"], f"{p['NAME']}_")
         self.network = net
         return recorder, train_stats, eval_stats
+
+    @staticmethod
+    def _training_order(p, n, epoch):
+        """Fixed order as in the original, or with SHUFFLE a permutation that depends only on
+        TRAIN_DATA_SEED and the epoch (so a resumed run sees the same orders)."""
+        if not p["SHUFFLE"]:
+            return np.arange(n)
+        return np.random.default_rng([p["TRAIN_DATA_SEED"] or 0, epoch]).permutation(n)
 
     def _snapshot(self, p, trainer, epoch, trial):
         if epoch % p["W_EPOCH_INTERVAL"] == 0 and trial % p["W_REPORT_INTERVAL"] == 0:

@@ -1,5 +1,12 @@
-"""Train the Yin-Yang benchmark with the default parameters and report the test accuracy of every
-epoch. Edit p below (or pass OUT_DIR on the command line) and run:  python train_yinyang.py [OUT_DIR]
+"""Train the Yin-Yang benchmark and report the test accuracy of every epoch.
+
+    python train_yinyang.py [OUT_DIR]
+
+The module defaults of simulator_yinyang reproduce the original code's defaults, which do not train
+stably (see BENCHMARKS.md). The settings below are those of the original repository's tuned
+Yin-Yang script (batch 512, 5120 training samples, Adam with beta2 = 0.99, ALPHA = 0.1, slow
+learning-rate decay) with a 0.01 ms time step, a new sample order every epoch and 300 epochs; they
+reach about 97.7 % test accuracy. Edit p below to try others.
 """
 import sys
 
@@ -8,6 +15,17 @@ from simulator_yinyang import p, yinyang
 p["OUT_DIR"] = sys.argv[1] if len(sys.argv) > 1 else "out/yinyang"
 p["NAME"] = "yinyang"
 p["MODEL_SEED"] = 1
+p["DT_MS"] = 0.01
+p["N_BATCH"] = 512
+p["N_TRAIN"] = 1707         # 3 * 1707 = 5121 training samples
+p["N_TEST"] = 800           # 2400 test samples
+p["N_EPOCH"] = 300
+p["ETA"] = 3e-3
+p["ETA_DECAY"] = 0.998
+p["ADAM_BETA2"] = 0.99
+p["LOSS_TYPE"] = "first_spike"
+p["ALPHA"] = 0.1
+p["SHUFFLE"] = True
 
 model = yinyang(p)
 spike_t, spike_ID, rec_vars_n, rec_vars_s, train_acc, test_acc = model.train_test(p)

@@ -4,7 +4,7 @@ Workload (defaults): batch 32, 700 Poisson inputs firing with probability 1% per
 1 ms, NUM_HIDDEN LIF hidden neurons (optionally recurrent), 20 LI outputs, loss sum_weigh_exp, SHD's
 default initialisation. Reports the compile time (first call, including loading numba's cache),
 time per batch, implied time per epoch of 7644 training samples, hidden spikes per sample and peak
-memory, and appends a row to BENCHMARKS.md with --write.
+memory, and adds a row to the engine table of BENCHMARKS.md with --write.
 
     python bench/bench_engine.py --hidden 256 --recurrent --write
 """
@@ -22,9 +22,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from network import EventPropNetwork  # noqa: E402
 from spike_data import SpikeData  # noqa: E402
-from utils import Adam  # noqa: E402
+from utils import Adam, save_text  # noqa: E402
 
 EPOCH_SAMPLES = 7644
+ROWS_MARKER = "<!-- engine rows: bench/bench_engine.py --write adds rows above -->\n"
 
 
 def synthetic_batch(rng, batch, n_in, n_steps, rate):
@@ -102,8 +103,16 @@ def main():
                f"{per_epoch:.2f} | {compile_s:.1f} | {peak_mb:.0f} | {spikes:.0f} |\n")
         path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             "BENCHMARKS.md")
-        with open(path, "a") as f:
-            f.write(row)
+        insert_row(path, row)
+
+
+def insert_row(path, row):
+    """Put ``row`` just above the marker line that ends the engine table of BENCHMARKS.md."""
+    with open(path) as f:
+        text = f.read()
+    if ROWS_MARKER not in text:
+        raise SystemExit(f"{path} has no line {ROWS_MARKER!r} to put the result above")
+    save_text(path, text.replace(ROWS_MARKER, row + ROWS_MARKER, 1))
 
 
 if __name__ == "__main__":

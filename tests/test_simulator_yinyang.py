@@ -75,15 +75,25 @@ def test_training_improves_accuracy_and_writes_results(tmp_path):
     assert again == pytest.approx(test_acc)
 
 
-def test_resume_continues_like_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_resume_continues_like_an_uninterrupted_run(tmp_path, shuffle):
     a, b = tmp_path / "a", tmp_path / "b"
     model = yinyang(small(a))
-    model.train(small(a, N_EPOCH=2))
-    model.train(small(b, N_EPOCH=1))
-    model.train(small(b, N_EPOCH=2, LOAD_LAST=True))
+    model.train(small(a, N_EPOCH=2, SHUFFLE=shuffle))
+    model.train(small(b, N_EPOCH=1, SHUFFLE=shuffle))
+    model.train(small(b, N_EPOCH=2, LOAD_LAST=True, SHUFFLE=shuffle))
     for f in ("yy_w_input_hidden_last.npy", "yy_w_hidden_output_last.npy"):
         assert np.array_equal(np.load(a / f), np.load(b / f))
     assert len(np.loadtxt(b / "yy_results.txt")) == 2
+
+
+def test_shuffle_changes_the_order_every_epoch_and_keeps_the_samples():
+    p = small(".", SHUFFLE=True)
+    orders = [yinyang._training_order(p, 300, e) for e in range(3)]
+    assert all(sorted(o) == list(range(300)) for o in orders)
+    assert not np.array_equal(orders[0], orders[1])
+    assert np.array_equal(orders[2], yinyang._training_order(p, 300, 2))
+    assert np.array_equal(yinyang._training_order(small("."), 300, 1), np.arange(300))
 
 
 def test_load_last_without_checkpoint_names_the_file(tmp_path):
