@@ -6,7 +6,7 @@ The module defaults of simulator_yinyang reproduce the original code's defaults,
 stably (see BENCHMARKS.md). The settings below are those of the original repository's tuned
 Yin-Yang script (batch 512, 5120 training samples, Adam with beta2 = 0.99, ALPHA = 0.1, slow
 learning-rate decay) with a 0.01 ms time step, a new sample order every epoch and 300 epochs; they
-reach about 97.7 % test accuracy. Edit p below to try others.
+end at 96-98 % test accuracy depending on the seed. Edit p below to try others.
 """
 import sys
 
