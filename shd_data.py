@@ -1,0 +1,203 @@
+"""Spiking Heidelberg Digits (SHD) and Spiking Speech Commands (SSC): reading the official HDF5
+files and binning them onto the simulation grid (spec §5.3).
+
+The official files (Cramer et al. 2020, Zenke lab) are PyTables files with ``/spikes/times``
+(VLArray of spike times in seconds), ``/spikes/units`` (VLArray of channel ids 0..699, uint16),
+``/labels`` and, for SHD, ``/extra/speaker``. Put the files (gunzipped) into ``data_dir``; this
+module reads them and never downloads anything.
+
+Binning (``bin_spikes``), as the reference pipeline does it (tonic + ``EventsToGrid`` +
+``rescale``):
+
+1. times -> integer microseconds, truncated (tonic's cast);
+2. keep spikes with t_us <= TRIAL_MS * 1000 (tonic ``CropTime(max=...)`` keeps t <= max);
+3. bin = floor(t_us / (DT_MS * 1000)) (histogram with edges 0, Δ, 2Δ, ...);
+4. step = floor(bin * RESCALE_T), channel = floor(c * RESCALE_X); spikes with step >= n_steps
+   (t >= T) or channel >= n_channels are dropped; a (channel, step) pair fires at most once.
+
+With RESCALE_T = 1 the step is the bin itself. The crop of step 2 acts on the *unscaled* time,
+so with RESCALE_T < 1 spikes from beyond TRIAL_MS are not pulled into the trial.
+"""
+import collections
+import hashlib
+import os
+
+import numpy as np
+
+import utils
+from spike_data import SpikeData
+
+DATA_FILES = {
+    "SHD": {"train": "shd_train.h5", "test": "shd_test.h5"},
+    "SSC": {"train": "ssc_train.h5", "valid": "ssc_valid.h5", "test": "ssc_test.h5"},
+}
+
+SOURCE_URLS = {
+    "SHD": "https://zenkelab.org/datasets/ (files: https://compneuro.net/datasets/shd_*.h5.gz)",
+    "SSC": "https://zenkelab.org/datasets/ (files: https://compneuro.net/datasets/ssc_*.h5.gz)",
+}
+
+N_CHANNELS = 700
+
+# Small tolerance on float products so that a value that is mathematically on a bin edge is not
+# pushed into the previous bin by rounding (e.g. 10 * 0.3 = 2.9999...).
+_EDGE_EPS = 1e-9
+
+H5Data = collections.namedtuple("H5Data", ["times", "units", "labels", "speakers"])
+H5Data.__doc__ = """Contents of one official file: per-sample arrays of spike times (s, float64)
+and channels (int64), labels (int64 array), speakers (int64 array, or None when absent)."""
+
+
+def _source_of(path):
+    """Official source of the data set a file name belongs to (both when unknown)."""
+    name = os.path.basename(str(path)).lower()
+    if name.startswith("shd"):
+        return SOURCE_URLS["SHD"]
+    if name.startswith("ssc"):
+        return SOURCE_URLS["SSC"]
+    return f"SHD: {SOURCE_URLS['SHD']}; SSC: {SOURCE_URLS['SSC']}"
+
+
+def read_h5(path):
+    """Read an official SHD/SSC file with PyTables; returns ``H5Data``.
+
+    Raises FileNotFoundError (naming the path and the official source) when the file is missing,
+    ValueError naming the file when it is not HDF5, lacks a required node, or has a sample whose
+    times and units differ in length.
+    """
+    import tables
+
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"data file {path} not found; download it (gunzipped) from {_source_of(path)}")
+    try:
+        is_hdf5 = tables.is_hdf5_file(path)
+    except Exception as e:                      # unreadable header, etc.
+        raise ValueError(f"{path} is not a readable HDF5 file ({e})") from e
+    if not is_hdf5:
+        raise ValueError(f"{path} is not an HDF5 file (expected the official file from "
+                         f"{_source_of(path)})")
+    try:
+        h5 = tables.open_file(path, mode="r")
+    except Exception as e:
+        raise ValueError(f"{path} could not be opened as HDF5 ({e})") from e
+    with h5:
+        def node(name, required=True):
+            try:
+                return h5.get_node(name)
+            except tables.NoSuchNodeError:
+                if required:
+                    raise ValueError(f"{path} lacks the required node {name} (not an official "
+                                     f"SHD/SSC file?)") from None
+                return None
+
+        times_node = node("/spikes/times")
+        units_node = node("/spikes/units")
+        labels_node = node("/labels")
+        speaker_node = node("/extra/speaker", required=False)
+        times = [np.asarray(t, dtype=np.float64) for t in times_node.read()]
+        units = [np.asarray(u, dtype=np.int64) for u in units_node.read()]
+        labels = np.asarray(labels_node.read(), dtype=np.int64).reshape(-1)
+        speakers = None if speaker_node is None else \
+            np.asarray(speaker_node.read(), dtype=np.int64).reshape(-1)
+    if not (len(times) == len(units) == len(labels)):
+        raise ValueError(f"{path}: /spikes/times has {len(times)} samples, /spikes/units "
+                         f"{len(units)}, /labels {len(labels)}; they must agree")
+    if speakers is not None and len(speakers) != len(labels):
+        raise ValueError(f"{path}: /extra/speaker has {len(speakers)} entries but /labels "
+                         f"{len(labels)}")
+    for i, (t, u) in enumerate(zip(times, units)):
+        if len(t) != len(u):
+            raise ValueError(f"{path}: sample {i} has {len(t)} spike times but {len(u)} units")
+    return H5Data(times, units, labels, speakers)
+
+
+def bin_spikes(times_s, units, dt_ms, n_steps, rescale_t=1.0, rescale_x=1.0,
+               n_channels=N_CHANNELS):
+    """(steps, channels) of one sample on a grid of ``n_steps`` steps of ``dt_ms`` (spec §5.3;
+    the rule is in the module docstring). Sorted by step, then channel; each (channel, step) at
+    most once; every other distinct pair is kept."""
+    times_s = np.asarray(times_s, dtype=np.float64).reshape(-1)
+    units = np.asarray(units, dtype=np.int64).reshape(-1)
+    if len(times_s) != len(units):
+        raise ValueError(f"{len(times_s)} spike times but {len(units)} units")
+    t_us = np.trunc(times_s * 1e6)                       # integer microseconds (truncated)
+    trial_us = n_steps * dt_ms * 1000.0
+    keep = (t_us >= 0) & (t_us <= trial_us + _EDGE_EPS)  # CropTime(max=TRIAL_MS)
+    t_us, units = t_us[keep], units[keep]
+    bins = np.floor(t_us / (dt_ms * 1000.0) + _EDGE_EPS)
+    steps = np.floor(bins * rescale_t + _EDGE_EPS).astype(np.int64)
+    channels = np.floor(units * rescale_x + _EDGE_EPS).astype(np.int64)
+    keep = (steps < n_steps) & (channels >= 0) & (channels < n_channels)
+    key = np.unique(steps[keep] * n_channels + channels[keep])
+    return key // n_channels, key % n_channels
+
+
+def _check_choice(dataset, split):
+    if dataset not in DATA_FILES:
+        raise ValueError(f"unknown dataset {dataset!r}; allowed: "
+                         f"{', '.join(repr(d) for d in DATA_FILES)}")
+    if split not in DATA_FILES[dataset]:
+        raise ValueError(f"unknown split {split!r} for {dataset}; allowed: "
+                         f"{', '.join(repr(s) for s in DATA_FILES[dataset])}")
+
+
+def cache_path(data_dir, dataset, split, dt_ms, trial_ms, rescale_t=1.0, rescale_x=1.0,
+               cache_dir=None):
+    """Path of the .npz cache of one binned split; the name encodes the parameters and the
+    source file's size and modification time (a changed file gets a new name)."""
+    _check_choice(dataset, split)
+    source = os.path.join(str(data_dir), DATA_FILES[dataset][split])
+    st = os.stat(source)
+    key = (f"{dataset}|{split}|dt={float(dt_ms)!r}|T={float(trial_ms)!r}|"
+           f"rt={float(rescale_t)!r}|rx={float(rescale_x)!r}|size={st.st_size}|"
+           f"mtime={st.st_mtime_ns}")
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    folder = os.path.join(str(data_dir), "cache") if cache_dir is None else str(cache_dir)
+    return os.path.join(folder, f"{dataset}_{split}_dt{float(dt_ms):g}_T{float(trial_ms):g}_"
+                                f"rt{float(rescale_t):g}_rx{float(rescale_x):g}_{digest}.npz"), key
+
+
+def load_dataset(data_dir, dataset, split, dt_ms, trial_ms, rescale_t=1.0, rescale_x=1.0,
+                 cache_dir=None):
+    """Binned split of SHD or SSC as (SpikeData, speakers or None).
+
+    n_steps = round(trial_ms / dt_ms), 700 channels (also when rescale_x < 1, as in the
+    reference). The result is cached in ``cache_dir`` (default ``data_dir/cache``) as an .npz
+    written atomically; later calls with the same parameters and unchanged source file read it.
+    """
+    _check_choice(dataset, split)
+    if not (dt_ms > 0 and trial_ms > 0 and rescale_t > 0 and rescale_x > 0):
+        raise ValueError("dt_ms, trial_ms, rescale_t and rescale_x must be positive")
+    n_steps = int(round(trial_ms / dt_ms))
+    source = os.path.join(str(data_dir), DATA_FILES[dataset][split])
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"{dataset} {split} file {source} not found; download it "
+                                f"(gunzipped) from {SOURCE_URLS[dataset]}")
+    path, key = cache_path(data_dir, dataset, split, dt_ms, trial_ms, rescale_t, rescale_x,
+                           cache_dir)
+    if os.path.isfile(path):
+        try:
+            with np.load(path) as z:
+                if str(z["key"]) == key:
+                    data = SpikeData(z["steps"], z["channels"], z["offsets"], z["labels"],
+                                     int(z["n_steps"]), int(z["n_channels"]))
+                    speakers = z["speakers"] if bool(z["has_speakers"]) else None
+                    return data, speakers
+        except (OSError, KeyError, ValueError):
+            pass                                 # unreadable or stale cache: rebuild it
+    raw = read_h5(source)
+    step_lists, channel_lists = [], []
+    for t, u in zip(raw.times, raw.units):
+        s, c = bin_spikes(t, u, dt_ms, n_steps, rescale_t, rescale_x, N_CHANNELS)
+        step_lists.append(s)
+        channel_lists.append(c)
+    data = SpikeData.from_lists(step_lists, channel_lists, raw.labels, n_steps, N_CHANNELS)
+    utils.save_npz(path, {
+        "key": np.array(key), "steps": data.steps, "channels": data.channels,
+        "offsets": data.offsets, "labels": data.labels, "n_steps": np.array(data.n_steps),
+        "n_channels": np.array(data.n_channels),
+        "has_speakers": np.array(raw.speakers is not None),
+        "speakers": raw.speakers if raw.speakers is not None else np.zeros(0, np.int64)})
+    return data, raw.speakers
