@@ -9,7 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     py_modules=["models", "engine_cpu", "losses", "network", "spike_data", "simulation", "utils",
-                "yinyang_data", "simulator_yinyang", "shd_data"],
+                "yinyang_data", "simulator_yinyang", "shd_data", "augmentations"],
     install_requires=["numpy>=1.24", "scipy>=1.10", "numba>=0.58", "matplotlib>=3.6",
                       "tables>=3.8", "tqdm>=4.60"],
     extras_require={"test": ["pytest>=7"]},
