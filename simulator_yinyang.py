@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 import losses
 import utils
-from simulation import Recorder, Trainer, build_network
+from simulation import Recorder, Trainer, build_network, rewire_silent
 from spike_data import SpikeData, times_to_steps
 from yinyang_data import generate_yinyang, yinyang_spike_times
 
@@ -62,6 +62,8 @@ p = {
     "ETA_DECAY": 0.95,          # learning rate x ETA_DECAY at the start of every epoch
     "PDROP": 0.0,               # hidden dropout probability (delays spikes, spec §2.3)
     "SHUFFLE": False,           # new random order of the training samples every epoch
+    "REWIRE_SILENT": False,     # at epoch end, revive hidden neurons that did not spike ...
+    "REWIRE_LIFT": 0.0,         # ... by adding this to their input weights (0: redraw them)
     "N_FOLDS": 5,               # cross_validate: number of folds of the training set
     "DTYPE": "float32",         # "float32" or "float64"
     "REC_SPIKES": [],           # populations: "input", "hidden", "output"
@@ -90,6 +92,7 @@ RULES = {
     "HIDDEN_OUTPUT_MEAN": utils.number, "HIDDEN_OUTPUT_STD": utils.non_negative,
     "ETA": utils.non_negative, "ADAM_BETA1": utils.probability, "ADAM_BETA2": utils.probability,
     "ADAM_EPS": utils.positive, "ETA_DECAY": utils.positive, "PDROP": utils.probability, "SHUFFLE": utils.boolean,
+    "REWIRE_SILENT": utils.boolean, "REWIRE_LIFT": utils.number,
     "N_FOLDS": utils.integer_at_least(2), "DTYPE": utils.one_of("float32", "float64"),
     "REC_SPIKES": utils.list_of(str), "REC_NEURONS": utils.list_of((list, tuple)),
     "REC_SYNAPSES": utils.list_of((list, tuple)), "REC_EPOCH_TRIAL": utils.list_of_pairs,
@@ -205,12 +208,26 @@ class yinyang:
                     desc=f"epoch {epoch} {label}")
             self._report(p, epoch, n_epoch, eta, train_stats, eval_stats, total(), results, log,
                          label)
+            if learn and p["REWIRE_SILENT"]:
+                self._rewire(p, net, epoch, train_stats, eval_stats)
             if learn:
                 self._save_checkpoint(p, trainer, epoch, eta)
         if p["WRITE_TO_DISK"] and recorder.active:
             recorder.save(p["OUT_DIR"], f"{p['NAME']}_")
         self.network = net
         return recorder, train_stats, eval_stats
+
+    @staticmethod
+    def _rewire(p, net, epoch, train, evaluation):
+        """Revive the hidden neurons that were silent in this epoch (training and evaluation part,
+        as in the SHD original, spec §4.6): lift only their input weights by REWIRE_LIFT, or with
+        REWIRE_LIFT = 0 redraw them from N(INPUT_HIDDEN_MEAN, INPUT_HIDDEN_STD). The random numbers
+        depend on MODEL_SEED and the epoch only, so a resumed run redraws the same values."""
+        counts = train.hidden_spikes + (evaluation.hidden_spikes if evaluation else 0)
+        seed = p["MODEL_SEED"]
+        rng = np.random.default_rng(None if seed is None else [seed, epoch, 4])
+        rewire_silent(net.params, counts, p["REWIRE_LIFT"], p["INPUT_HIDDEN_MEAN"],
+                      p["INPUT_HIDDEN_STD"], rng, lift_only_silent=True)
 
     @staticmethod
     def _training_order(p, n, epoch):

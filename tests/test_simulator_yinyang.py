@@ -141,3 +141,19 @@ def test_float64_runs(tmp_path):
 
 def test_parameters_are_json_serialisable():
     json.dumps(default_p)
+
+
+def test_rewire_silent_lifts_the_inputs_of_silent_neurons(tmp_path):
+    """All hidden neurons silent (tiny input weights), no learning: after each epoch every input
+    weight is lifted by REWIRE_LIFT; with REWIRE_LIFT = 0 they are redrawn from the init."""
+    p = small(tmp_path, N_EPOCH=2, ETA=0.0, INPUT_HIDDEN_MEAN=0.0, INPUT_HIDDEN_STD=0.01,
+              REWIRE_SILENT=True, REWIRE_LIFT=0.25)
+    yinyang(p).train(p)
+    w0 = np.load(tmp_path / "yy_w_input_hidden_e0_t0.npy")
+    w = np.load(tmp_path / "yy_w_input_hidden_last.npy")
+    assert np.allclose(w - w0, 0.5, atol=1e-6)
+    p = small(tmp_path, N_EPOCH=1, ETA=0.0, INPUT_HIDDEN_MEAN=0.0, INPUT_HIDDEN_STD=0.01,
+              REWIRE_SILENT=True, REWIRE_LIFT=0.0)
+    yinyang(p).train(p)
+    w = np.load(tmp_path / "yy_w_input_hidden_last.npy")
+    assert np.abs(w).max() < 0.1 and not np.allclose(w, w0)
