@@ -148,6 +148,56 @@ class Adam:
         self.v = {k[7:]: np.array(v) for k, v in state.items() if k.startswith("adam_v/")}
 
 
+class LearningRateSchedule:
+    """SHD/SSC learning rate (spec §4.5).
+
+    Ease-in: the effective rate starts at target / 1000 whenever a run starts (also on resume) and
+    is multiplied by ``ease_in_factor`` after every trial, training or evaluation, until it reaches
+    the target. Plateau: at the end of every epoch, with accuracy a (validation, or training,
+    as chosen by the caller), E1 <- alpha1 E1 + (1 - alpha1) a and E2 <- alpha2 E2 + (1 - alpha2) a
+    (both from 0); when more than ``min_epochs_fixed`` epochs have passed since the last reduction
+    and E1 <= E2, the target is multiplied by ``factor`` and the effective rate jumps to it."""
+
+    def __init__(self, eta, ease_in_factor=1.05, alpha1=0.8, alpha2=0.95, factor=0.5,
+                 min_epochs_fixed=300):
+        self.target = eta
+        self.rate = eta / 1000.0
+        self.ease_in_factor = ease_in_factor
+        self.alpha1, self.alpha2 = alpha1, alpha2
+        self.factor = factor
+        self.min_epochs_fixed = min_epochs_fixed
+        self.ema1 = self.ema2 = 0.0
+        self.last_reduction = 0
+
+    def after_trial(self):
+        """Ease-in step; returns the rate for the next trial."""
+        self.rate = min(self.rate * self.ease_in_factor, self.target)
+        return self.rate
+
+    def end_of_epoch(self, epoch, accuracy):
+        """EMA plateau test; returns True when the target was reduced."""
+        self.ema1 = self.alpha1 * self.ema1 + (1.0 - self.alpha1) * accuracy
+        self.ema2 = self.alpha2 * self.ema2 + (1.0 - self.alpha2) * accuracy
+        if epoch - self.last_reduction > self.min_epochs_fixed and self.ema1 <= self.ema2:
+            self.target *= self.factor
+            self.rate = self.target
+            self.last_reduction = epoch
+            return True
+        return False
+
+    def state(self):
+        """Everything a checkpoint needs (the ease-in restarts on resume, as in the original)."""
+        return {"lr_target": np.array(self.target), "lr_ema1": np.array(self.ema1),
+                "lr_ema2": np.array(self.ema2), "lr_last_reduction": np.array(self.last_reduction)}
+
+    def load_state(self, state):
+        self.target = float(state["lr_target"])
+        self.rate = self.target / 1000.0
+        self.ema1 = float(state["lr_ema1"])
+        self.ema2 = float(state["lr_ema2"])
+        self.last_reduction = int(state["lr_last_reduction"])
+
+
 # ----------------------------------------------------------------------------------------------
 # Files, written atomically: write to a temporary file in the same folder, then rename
 # ----------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Shared pieces: parameter validation, Adam, atomic files, spike data packing."""
 import json
+import math
 import os
 
 import numpy as np
@@ -120,3 +121,49 @@ def test_input_dropout_deletes_spikes():
     data = SpikeData.from_lists([np.arange(1000) % 100], [np.arange(1000) // 100], [0], 100, 10)
     _, in_ch = data.batch([0], p_drop=0.3, rng=rng)
     assert 600 < len(in_ch) < 800
+
+
+def test_learning_rate_ease_in_reaches_the_target_and_stays():
+    from utils import LearningRateSchedule
+    lr = LearningRateSchedule(1e-3, ease_in_factor=1.05)
+    assert lr.rate == pytest.approx(1e-6)
+    rates = [lr.after_trial() for _ in range(200)]
+    n_ease = math.ceil(math.log(1000) / math.log(1.05))          # 142 trials
+    assert rates[n_ease - 2] < 1e-3 and rates[n_ease - 1] == pytest.approx(1e-3)
+    assert max(rates) == pytest.approx(1e-3)
+
+
+def test_learning_rate_plateau_on_a_synthetic_accuracy_sequence():
+    """Rising accuracy: E1 (fast) stays above E2 (slow), no reduction. A noisy plateau: once E2
+    has caught up, E1 drops to E2 on the dips and the target halves, at most once per
+    min_epochs_fixed + 1 epochs."""
+    from utils import LearningRateSchedule
+    lr = LearningRateSchedule(1e-3, alpha1=0.8, alpha2=0.95, factor=0.5, min_epochs_fixed=5)
+    rising = [0.5 + 0.02 * e for e in range(20)]
+    assert not any(lr.end_of_epoch(e, a) for e, a in enumerate(rising))
+    assert lr.target == 1e-3
+    reductions = [e for e in range(20, 120) if lr.end_of_epoch(e, 0.85 - 0.1 * (e % 2))]
+    assert reductions and reductions[0] > 20
+    assert all(b - a > 5 for a, b in zip(reductions, reductions[1:]))
+    assert lr.target == pytest.approx(1e-3 * 0.5 ** len(reductions))
+    assert lr.rate == lr.target                                  # jumps to the new target
+
+
+def test_learning_rate_without_evaluation_halves_every_min_epochs_plus_one():
+    """Spec §8.20: accuracy 0 (no evaluation set) makes E1 <= E2 always true."""
+    from utils import LearningRateSchedule
+    lr = LearningRateSchedule(1.0, min_epochs_fixed=3)
+    reductions = [e for e in range(1, 13) if lr.end_of_epoch(e, 0.0)]
+    assert reductions == [4, 8, 12]
+
+
+def test_learning_rate_state_round_trip_restarts_the_ease_in():
+    from utils import LearningRateSchedule
+    lr = LearningRateSchedule(1e-3, min_epochs_fixed=0)
+    for e in range(1, 4):
+        lr.end_of_epoch(e, 0.9 - 0.1 * e)
+    copy = LearningRateSchedule(5.0)
+    copy.load_state(lr.state())
+    assert (copy.target, copy.ema1, copy.ema2, copy.last_reduction) == \
+        (lr.target, lr.ema1, lr.ema2, lr.last_reduction)
+    assert copy.rate == pytest.approx(lr.target / 1000)
