@@ -15,28 +15,6 @@ from spike_data import SpikeData, times_to_steps
 AUGMENTATION_KEYS = ("random_shift", "random_dilate", "ID_jitter", "blend")
 
 
-def _sample_of_spike(data):
-    """Index of the sample every spike belongs to (flat, aligned with data.steps)."""
-    return np.repeat(np.arange(len(data), dtype=np.int64), data.spike_counts())
-
-
-def _from_flat(sample, steps, channels, labels, n_steps, n_channels):
-    """A SpikeData from flat per-spike (sample, step, channel) arrays: out-of-range spikes are
-    dropped and duplicate (channel, step) pairs within a sample collapse."""
-    sample = np.asarray(sample, dtype=np.int64)
-    steps = np.asarray(steps, dtype=np.int64)
-    channels = np.asarray(channels, dtype=np.int64)
-    labels = np.array(labels, dtype=np.int64)          # a copy: never alias the input's labels
-    keep = (steps >= 0) & (steps < n_steps) & (channels >= 0) & (channels < n_channels)
-    per_sample = np.int64(n_steps) * n_channels
-    key = np.unique(sample[keep] * per_sample + steps[keep] * n_channels + channels[keep])
-    new_sample = key // per_sample
-    rest = key % per_sample
-    counts = np.bincount(new_sample, minlength=len(labels))
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    return SpikeData(rest // n_channels, rest % n_channels, offsets, labels, n_steps, n_channels)
-
-
 def balance_classes(data, rng):
     """Indices (ascending) of a random subsample with every class cut down to the smallest class
     count (spec §5.3 item 1, BALANCE_TRAIN/EVAL_CLASSES). Use ``data.subset(idx)`` (and
@@ -53,10 +31,10 @@ def balance_classes(data, rng):
 def thin(data, keep_prob, rng):
     """Keep each spike of sample i independently with probability keep_prob[i] (clipped to 1)."""
     keep_prob = np.minimum(np.asarray(keep_prob, dtype=np.float64), 1.0)
-    sample = _sample_of_spike(data)
+    sample = data.sample_index()
     keep = rng.random(len(sample)) < keep_prob[sample]
-    return _from_flat(sample[keep], data.steps[keep], data.channels[keep], data.labels,
-                      data.n_steps, data.n_channels)
+    return SpikeData.from_flat(sample[keep], data.steps[keep], data.channels[keep],
+                               data.labels, data.n_steps, data.n_channels)
 
 
 def normalise_spike_number(train, others, rng):
@@ -86,9 +64,10 @@ def random_shift(data, s, rng):
     (so 0 is twice as likely as any other value and +-s never occurs, spec §8 item 24); spikes
     shifted out of [0, n_channels) are dropped."""
     shifts = np.trunc(rng.uniform(-s, s, size=len(data))).astype(np.int64)
-    sample = _sample_of_spike(data)
-    return _from_flat(sample, data.steps, data.channels.astype(np.int64) + shifts[sample],
-                      data.labels, data.n_steps, data.n_channels)
+    sample = data.sample_index()
+    channels = data.channels.astype(np.int64) + shifts[sample]
+    return SpikeData.from_flat(sample, data.steps, channels, data.labels, data.n_steps,
+                               data.n_channels)
 
 
 def random_dilate(data, lo, hi, dt, rng):
@@ -96,20 +75,21 @@ def random_dilate(data, lo, hi, dt, rng):
     time t = step*dt becomes f*t, emitted at times_to_steps(f*t, dt) (spec §2.9); spikes with
     f*t >= T = n_steps*dt are dropped; duplicates collapse."""
     factors = np.exp(rng.uniform(np.log(lo), np.log(hi), size=len(data)))
-    sample = _sample_of_spike(data)
+    sample = data.sample_index()
     t = data.steps.astype(np.float64) * dt * factors[sample]
     inside = t < data.n_steps * dt
-    return _from_flat(sample[inside], times_to_steps(t[inside], dt), data.channels[inside],
-                      data.labels, data.n_steps, data.n_channels)
+    return SpikeData.from_flat(sample[inside], times_to_steps(t[inside], dt),
+                               data.channels[inside], data.labels, data.n_steps, data.n_channels)
 
 
 def id_jitter(data, sigma, rng):
     """"ID_jitter": sigma — per spike a channel shift round(sigma * N(0, 1)) (round half to even,
     as numpy); spikes out of [0, n_channels) are dropped; duplicates collapse."""
     shifts = np.rint(sigma * rng.standard_normal(len(data.channels))).astype(np.int64)
-    sample = _sample_of_spike(data)
-    return _from_flat(sample, data.steps, data.channels.astype(np.int64) + shifts, data.labels,
-                      data.n_steps, data.n_channels)
+    sample = data.sample_index()
+    channels = data.channels.astype(np.int64) + shifts
+    return SpikeData.from_flat(sample, data.steps, channels, data.labels, data.n_steps,
+                               data.n_channels)
 
 
 def blend(data, probs, n_total, rng, dt, speakers=None):
@@ -126,7 +106,7 @@ def blend(data, probs, n_total, rng, dt, speakers=None):
     n_new = max(int(n_total) - len(data), 0)
     n_old = len(data)
     counts = data.spike_counts()
-    sample_all = _sample_of_spike(data)
+    sample_all = data.sample_index()
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_ch = np.bincount(sample_all, weights=data.channels, minlength=n_old) / counts
         mean_t = np.bincount(sample_all, weights=data.steps * dt, minlength=n_old) / counts
@@ -158,8 +138,8 @@ def blend(data, probs, n_total, rng, dt, speakers=None):
             samples.append(np.full(int(inside.sum()), n_old + j, dtype=np.int64))
             steps.append(times_to_steps(t[inside], dt))
             channels.append(ch[keep][inside].astype(np.int64) + d_ch)
-    out = _from_flat(np.concatenate(samples), np.concatenate(steps), np.concatenate(channels),
-                     labels, data.n_steps, data.n_channels)
+    out = SpikeData.from_flat(np.concatenate(samples), np.concatenate(steps),
+                              np.concatenate(channels), labels, data.n_steps, data.n_channels)
     if speakers is None:
         return out
     speakers = np.asarray(speakers)
@@ -202,7 +182,7 @@ def delay_line(data, n_delay, delay_ms, dt):
     times_to_steps(step*dt + d*delay_ms, dt); delayed spikes at t >= T are lost."""
     n_copies = int(n_delay) + 1
     n_ch = data.n_channels
-    sample = _sample_of_spike(data)
+    sample = data.sample_index()
     t0 = data.steps.astype(np.float64) * dt
     samples, steps, channels = [], [], []
     for d in range(n_copies):
@@ -211,5 +191,5 @@ def delay_line(data, n_delay, delay_ms, dt):
         samples.append(sample[inside])
         steps.append(times_to_steps(t[inside], dt))
         channels.append(data.channels[inside].astype(np.int64) + d * n_ch)
-    return _from_flat(np.concatenate(samples), np.concatenate(steps), np.concatenate(channels),
-                      data.labels, data.n_steps, n_copies * n_ch)
+    return SpikeData.from_flat(np.concatenate(samples), np.concatenate(steps),
+                               np.concatenate(channels), data.labels, data.n_steps, n_copies * n_ch)

@@ -37,8 +37,7 @@ class SpikeData:
 
     def _sort_by_step(self):
         """Order every sample's spikes by step, then channel (``batch`` relies on it)."""
-        sample = np.repeat(np.arange(len(self.labels)), np.diff(self.offsets))
-        order = np.lexsort((self.channels, self.steps, sample))
+        order = np.lexsort((self.channels, self.steps, self.sample_index()))
         self.steps = self.steps[order]
         self.channels = self.channels[order]
 
@@ -46,20 +45,36 @@ class SpikeData:
         return len(self.labels)
 
     @classmethod
+    def from_flat(cls, sample, steps, channels, labels, n_steps, n_channels):
+        """Build from flat per-spike arrays (sample index, step, channel) in any order:
+        spikes outside [0, n_steps) x [0, n_channels) are dropped and a (channel, step) pair
+        fires once per sample."""
+        sample = np.asarray(sample, dtype=np.int64)
+        steps = np.asarray(steps, dtype=np.int64)
+        channels = np.asarray(channels, dtype=np.int64)
+        labels = np.array(labels, dtype=np.int64)          # a copy: never alias the caller's
+        keep = (steps >= 0) & (steps < n_steps) & (channels >= 0) & (channels < n_channels)
+        per_sample = np.int64(n_steps) * n_channels
+        key = np.unique(sample[keep] * per_sample + steps[keep] * n_channels + channels[keep])
+        counts = np.bincount(key // per_sample, minlength=len(labels))
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        rest = key % per_sample
+        return cls(rest // n_channels, rest % n_channels, offsets, labels, n_steps, n_channels)
+
+    @classmethod
     def from_lists(cls, step_lists, channel_lists, labels, n_steps, n_channels):
         """Build from per-sample arrays of steps and channels (any order, duplicates allowed:
         spikes outside [0, n_steps) are dropped and a (channel, step) pair fires once)."""
-        steps, channels, offsets = [], [], [0]
-        for s, c in zip(step_lists, channel_lists):
-            s = np.asarray(s, dtype=np.int64)
-            c = np.asarray(c, dtype=np.int64)
-            keep = (s >= 0) & (s < n_steps) & (c >= 0) & (c < n_channels)
-            key = np.unique(s[keep] * n_channels + c[keep])   # sorted by step, then channel
-            steps.append(key // n_channels)
-            channels.append(key % n_channels)
-            offsets.append(offsets[-1] + len(key))
-        return cls(np.concatenate(steps) if steps else [], np.concatenate(channels) if channels
-                   else [], offsets, labels, n_steps, n_channels)
+        step_lists = [np.asarray(s, dtype=np.int64).ravel() for s in step_lists]
+        channel_lists = [np.asarray(c, dtype=np.int64).ravel() for c in channel_lists]
+        sample = np.repeat(np.arange(len(step_lists)), [len(s) for s in step_lists])
+        empty = [np.zeros(0, dtype=np.int64)]
+        return cls.from_flat(sample, np.concatenate(step_lists or empty),
+                             np.concatenate(channel_lists or empty), labels, n_steps, n_channels)
+
+    def sample_index(self):
+        """Index of the sample every spike belongs to (aligned with ``steps``)."""
+        return np.repeat(np.arange(len(self.labels), dtype=np.int64), np.diff(self.offsets))
 
     def subset(self, indices):
         """A new ``SpikeData`` with the samples ``indices``, in that order."""

@@ -4,7 +4,7 @@
 
 The module defaults of simulator_yinyang reproduce the original code's defaults, which do not train
 stably (see BENCHMARKS.md). The settings below are those of the original repository's tuned
-Yin-Yang script (batch 512, 5120 training samples, Adam with beta2 = 0.99, ALPHA = 0.1, slow
+Yin-Yang script (batch 512, about 5120 training samples, Adam with beta2 = 0.99, ALPHA = 0.1, slow
 learning-rate decay) with a 0.01 ms time step, a new sample order every epoch and 300 epochs; they
 end at 96-98 % test accuracy depending on the seed. Edit p below to try others.
 """

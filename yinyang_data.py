@@ -16,7 +16,8 @@ def _check_radii(r_small, r_big):
 
 
 def yinyang_class(x, y, r_small=0.2, r_big=1.0):
-    """Class of points (numpy arrays) in the disc of radius r_big centred at 0: 0 = yin, 1 = yang, 2 = dot."""
+    """Class of points (numpy arrays) in the disc of radius r_big centred at 0: 0 = yin,
+    1 = yang, 2 = dot."""
     _check_radii(r_small, r_big)
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -41,7 +42,8 @@ def _points_in_disc(rng, n, r_big):
 
 
 def generate_yinyang(n_samples, seed, r_small=0.2, r_big=1.0):
-    """Returns (features, labels): features float64 (n_samples, 4) = (x', y', 1-x', 1-y') with x' = (x + r_big)/(2 r_big) in [0, 1], labels int64 (n_samples,)."""
+    """Returns (features, labels): features float64 (n_samples, 4) = (x', y', 1-x', 1-y') with
+    x' = (x + r_big)/(2 r_big) in [0, 1], labels int64 (n_samples,)."""
     _check_radii(r_small, r_big)
     n_samples = int(n_samples)
     if n_samples < 0:
@@ -79,7 +81,8 @@ def generate_yinyang(n_samples, seed, r_small=0.2, r_big=1.0):
 
 
 def yinyang_spike_times(features, dt, trial_ms):
-    """Spike-time encoding: returns float64 array (n_samples, 5): input 0 is a bias neuron firing at 2*dt; input k+1 fires at 2*dt + features[:, k] * (trial_ms - 4*dt)."""
+    """Spike-time encoding: returns float64 array (n_samples, 5): input 0 is a bias neuron
+    firing at 2*dt; input k+1 fires at 2*dt + features[:, k] * (trial_ms - 4*dt)."""
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2 or features.shape[1] != N_FEATURES:
         raise ValueError("features must have shape (n_samples, 4)")

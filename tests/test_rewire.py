@@ -44,5 +44,6 @@ def test_lift_every_weight_or_only_those_of_silent_neurons():
 def test_nothing_changes_without_silent_neurons():
     params = two_layer_params()
     before = {k: v.copy() for k, v in params.items()}
-    assert list(rewire_silent(params, COUNTS + 1, 0.0, 5.0, 0.1, np.random.default_rng(1))) == [0, 0]
+    n_silent = rewire_silent(params, COUNTS + 1, 0.0, 5.0, 0.1, np.random.default_rng(1))
+    assert list(n_silent) == [0, 0]
     assert all(np.array_equal(params[k], before[k]) for k in params)
