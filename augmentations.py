@@ -176,20 +176,23 @@ def apply_augmentations(data, augmentation, dt, rng, n_train=None, speakers=None
     return out, np.array(speakers)
 
 
-def delay_line(data, n_delay, delay_ms, dt):
-    """Input delay line (N_INPUT_DELAY = n_delay, INPUT_DELAY = delay_ms, spec §5.3): n_delay + 1
-    copies of the inputs; copy d uses channels c + d*n_channels and emits each spike at
-    times_to_steps(step*dt + d*delay_ms, dt); delayed spikes at t >= T are lost."""
-    n_copies = int(n_delay) + 1
-    n_ch = data.n_channels
-    sample = data.sample_index()
-    t0 = data.steps.astype(np.float64) * dt
-    samples, steps, channels = [], [], []
-    for d in range(n_copies):
-        t = t0 + d * delay_ms
-        inside = t < data.n_steps * dt
-        samples.append(sample[inside])
-        steps.append(times_to_steps(t[inside], dt))
-        channels.append(data.channels[inside].astype(np.int64) + d * n_ch)
-    return SpikeData.from_flat(np.concatenate(samples), np.concatenate(steps),
-                               np.concatenate(channels), data.labels, data.n_steps, n_copies * n_ch)
+class DelayLine:
+    """Input delay line (N_INPUT_DELAY = n_delay, INPUT_DELAY = delay_ms, spec §5.3) over a
+    ``SpikeData``: n_delay + 1 copies of the inputs, copy d on channels c + d * n_channels and
+    emitted at times_to_steps(t + d * delay_ms); delayed spikes at t >= T are lost. The copies are
+    made per mini-batch (``batch``), so an epoch of SHD with 10 delays needs no 11-fold copy of
+    the data set in memory; input dropout acts on each copy independently, as on separate input
+    neurons."""
+
+    def __init__(self, data, n_delay, delay_ms, dt):
+        self.data = data
+        self.shifts = times_to_steps(np.arange(int(n_delay) + 1) * float(delay_ms), dt)
+        self.labels = data.labels
+        self.n_steps = data.n_steps
+        self.n_channels = len(self.shifts) * data.n_channels
+
+    def __len__(self):
+        return len(self.data)
+
+    def batch(self, indices, p_drop=0.0, rng=None):
+        return self.data.batch(indices, p_drop, rng, shifts=self.shifts)

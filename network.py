@@ -31,7 +31,7 @@ def heterogeneous_taus(rng, mean, minimum, shape):
 class TrialResult:
     """What one mini-batch produced: predictions, losses, spike counts, and (if learning) grads."""
 
-    def __init__(self, terms, counts, n_unstored, grads, first_step, V_out_tr, spikes):
+    def __init__(self, terms, counts, n_unstored, grads, first_step, traces, spikes):
         self.predictions = terms.predictions
         self.loss = terms.loss
         self.correct = terms.correct
@@ -40,7 +40,9 @@ class TrialResult:
         self.n_unstored = n_unstored     # (B,) spikes beyond N_MAX_SPIKE, left out of the backward
         self.grads = grads
         self.first_step = first_step
-        self.V_out = V_out_tr
+        # state at the start of every step: V_out (B, n_steps + 1, C), I_out (B, n_steps, C),
+        # V_hidden / I_hidden (B, n_steps, L, N) or empty when not kept
+        self.V_out, self.I_out, self.V_hidden, self.I_hidden = traces
         self.spikes = spikes             # (sp_ptr, sp_idx, sp_imv) of the stored spikes
 
 
@@ -140,13 +142,15 @@ class EventPropNetwork:
 
     # ------------------------------------------------------------------------------------------
     def run_batch(self, in_ptr, in_ch, labels, learn, train_mode=None, p_drop_hidden=0.0,
-                  noise=0.0, seed=0, keep_spikes=False):
+                  noise=0.0, seed=0, keep_spikes=False, keep_hidden_traces=False):
         """Forward pass of one mini-batch (only its real samples; the 1/B factors use the nominal
         batch size), loss, and, if ``learn``, the backward pass.
 
         in_ptr (B, n_steps + 1), in_ch: input spikes in the layout of ``SpikeData.batch``.
         labels (B,): class of each sample. ``p_drop_hidden`` and ``noise`` act in the forward pass
         (pass 0 for evaluation). ``seed`` makes dropout/noise draws of this trial reproducible.
+        ``keep_spikes`` returns the stored spikes, ``keep_hidden_traces`` the hidden V and I of
+        every step (for recordings).
         Returns a ``TrialResult``; ``grads`` is None unless ``learn``.
         """
         p, dt, dtype = self.params, self.dt, self.dtype
@@ -157,7 +161,7 @@ class EventPropNetwork:
         o_alpha, o_beta, o_c, o_d = self._coefficients(p["tau_m_output"], p["tau_syn_output"])
         alif = self.hidden_type == "ALIF"
         rho_b = math.exp(-dt / self.tau_b)
-        keep_traces = learn and self.train_tau
+        keep_traces = (learn and self.train_tau) or keep_hidden_traces
         in_ptr = np.ascontiguousarray(in_ptr, dtype=np.int64)
         in_ch = np.ascontiguousarray(in_ch, dtype=np.int32)
 
@@ -212,7 +216,7 @@ class EventPropNetwork:
                                    reg_jump, V_h_tr, I_h_tr, V_out_tr, I_out_tr)
         spikes = (sp_ptr, sp_idx, sp_imv) if keep_spikes else None
         return TrialResult(terms, (hidden_counts, output_counts), n_unstored, grads, first_step,
-                           V_out_tr, spikes)
+                           (V_out_tr, I_out_tr, V_h_tr, I_h_tr), spikes)
 
     def _backward(self, in_ptr, in_ch, h_alpha, h_beta, h_d, o_alpha, o_beta, o_d, alif, rho_b,
                   sp_ptr, sp_idx, sp_imv, sp_b, first_step, terms, reg_jump,

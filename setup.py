@@ -9,8 +9,9 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     py_modules=["models", "engine_cpu", "losses", "network", "spike_data", "simulation", "utils",
-                "yinyang_data", "simulator_yinyang", "shd_data", "augmentations"],
+                "yinyang_data", "simulator_yinyang", "shd_data", "augmentations", "checkpoints",
+                "experiment", "simulator_SHD"],
     install_requires=["numpy>=1.24", "scipy>=1.10", "numba>=0.58", "matplotlib>=3.6",
-                      "tables>=3.8", "tqdm>=4.60"],
+                      "tables>=3.8", "tqdm>=4.60", "tonic>=1.4"],
     extras_require={"test": ["pytest>=7"]},
 )

@@ -4,7 +4,8 @@ files and binning them onto the simulation grid (spec §5.3).
 The official files (Cramer et al. 2020, Zenke lab) are PyTables files with ``/spikes/times``
 (VLArray of spike times in seconds), ``/spikes/units`` (VLArray of channel ids 0..699, uint16),
 ``/labels`` and, for SHD, ``/extra/speaker``. Put the files (gunzipped) into ``data_dir``; this
-module reads them and never downloads anything.
+module reads them and downloads nothing unless asked: ``download`` (or ``load_dataset(...,
+download=True)``) lets the ``tonic`` package fetch a missing file where the machine is online.
 
 Binning (``bin_spikes``), as the reference pipeline does it (tonic + ``EventsToGrid`` +
 ``rescale``):
@@ -39,6 +40,9 @@ SOURCE_URLS = {
 
 N_CHANNELS = 700
 
+_DOWNLOAD_HINT = ("set DOWNLOAD=True in the simulator's p (or call shd_data.download) to fetch it "
+                  "with tonic (pip install tonic) where the machine is online")
+
 # Small tolerance on float products so that a value that is mathematically on a bin edge is not
 # pushed into the previous bin by rounding (e.g. 10 * 0.3 = 2.9999...).
 _EDGE_EPS = 1e-9
@@ -70,7 +74,8 @@ def read_h5(path):
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"data file {path} not found; download it (gunzipped) from {_source_of(path)}")
+            f"data file {path} not found; download it (gunzipped) from {_source_of(path)}, "
+            f"or {_DOWNLOAD_HINT}")
     try:
         is_hdf5 = tables.is_hdf5_file(path)
     except Exception as e:                      # unreadable header, etc.
@@ -143,6 +148,51 @@ def _check_choice(dataset, split):
                          f"{', '.join(repr(s) for s in DATA_FILES[dataset])}")
 
 
+def download(data_dir, dataset, split):
+    """Make sure ``data_dir/DATA_FILES[dataset][split]`` exists, letting tonic download and unzip
+    it when it is missing; returns the file's path.
+
+    tonic (1.7) puts the files of ``tonic.datasets.SHD(save_to)`` / ``SSC(save_to)`` into
+    ``save_to/SHD`` / ``save_to/SSC`` (the class name), next to the downloaded ``.zip``. So
+    ``data_dir`` must end in a folder named like the data set (``.../SHD`` or ``.../SSC``); its
+    parent is passed as ``save_to``. A file already present is used as it is, without tonic.
+    """
+    _check_choice(dataset, split)
+    name = DATA_FILES[dataset][split]
+    path = os.path.join(str(data_dir), name)
+    if os.path.isfile(path):
+        return path
+    folder = os.path.abspath(str(data_dir))
+    if os.path.basename(folder) != dataset:
+        raise ValueError(f"cannot download {name} into {data_dir}: tonic puts the {dataset} files "
+                         f"into a folder named {dataset!r}, so data_dir must end in /{dataset}")
+    try:
+        import tonic.datasets
+    except ImportError as e:
+        raise ImportError(f"downloading {name} needs the tonic package: pip install tonic "
+                          f"({e})") from e
+    cls = getattr(tonic.datasets, dataset)
+    try:
+        if dataset == "SHD":
+            cls(save_to=os.path.dirname(folder), train=(split == "train"))
+        else:
+            cls(save_to=os.path.dirname(folder), split=split)
+        if not os.path.isfile(path):
+            raise RuntimeError(f"tonic finished but {path} does not exist")
+    except Exception as e:
+        hint = ""
+        archive = path + ".zip"
+        if not os.path.isfile(path) and os.path.isfile(archive):
+            hint = (f"; if {archive} is left from an interrupted download, delete it: while "
+                    f"it exists tonic may skip the download")
+        raise RuntimeError(f"downloading {name} with tonic into {data_dir} failed: {e!r} "
+                           f"(official source: {SOURCE_URLS[dataset]}{hint})") from e
+    return path
+
+
+_download = download        # load_dataset's parameter ``download`` hides the function there
+
+
 def cache_path(data_dir, dataset, split, dt_ms, trial_ms, rescale_t=1.0, rescale_x=1.0,
                cache_dir=None):
     """Path of the .npz cache of one binned split; the name encodes the parameters and the
@@ -160,21 +210,24 @@ def cache_path(data_dir, dataset, split, dt_ms, trial_ms, rescale_t=1.0, rescale
 
 
 def load_dataset(data_dir, dataset, split, dt_ms, trial_ms, rescale_t=1.0, rescale_x=1.0,
-                 cache_dir=None):
+                 cache_dir=None, download=False):
     """Binned split of SHD or SSC as (SpikeData, speakers or None).
 
     n_steps = round(trial_ms / dt_ms), 700 channels (also when rescale_x < 1, as in the
     reference). The result is cached in ``cache_dir`` (default ``data_dir/cache``) as an .npz
     written atomically; later calls with the same parameters and unchanged source file read it.
+    With ``download`` a missing source file is first fetched with tonic (see ``download``).
     """
     _check_choice(dataset, split)
     if not (dt_ms > 0 and trial_ms > 0 and rescale_t > 0 and rescale_x > 0):
         raise ValueError("dt_ms, trial_ms, rescale_t and rescale_x must be positive")
     n_steps = int(round(trial_ms / dt_ms))
     source = os.path.join(str(data_dir), DATA_FILES[dataset][split])
+    if download and not os.path.isfile(source):
+        _download(data_dir, dataset, split)
     if not os.path.isfile(source):
         raise FileNotFoundError(f"{dataset} {split} file {source} not found; download it "
-                                f"(gunzipped) from {SOURCE_URLS[dataset]}")
+                                f"(gunzipped) from {SOURCE_URLS[dataset]}, or {_DOWNLOAD_HINT}")
     path, key = cache_path(data_dir, dataset, split, dt_ms, trial_ms, rescale_t, rescale_x,
                            cache_dir)
     if os.path.isfile(path):

@@ -12,15 +12,12 @@ Every input neuron fires once per sample: the bias neuron at 2 dt, the four feat
 ``first_spike`` with spiking LIF outputs; the prediction is the earliest output (a sample with no
 output spike counts as wrong).
 """
-import os
-import warnings
-
 import numpy as np
-from tqdm import tqdm
 
 import losses
 import utils
-from simulation import Recorder, Trainer, build_network, rewire_silent
+from experiment import Experiment, training_order
+from simulation import Trainer, build_network
 from spike_data import SpikeData, times_to_steps
 from yinyang_data import generate_yinyang, yinyang_spike_times
 
@@ -64,6 +61,7 @@ p = {
     "SHUFFLE": False,           # new random order of the training samples every epoch
     "REWIRE_SILENT": False,     # at epoch end, revive hidden neurons that did not spike ...
     "REWIRE_LIFT": 0.0,         # ... by adding this to their input weights (0: redraw them)
+    "REWIRE_LIFT_SILENT_ONLY": True,  # lift only silent neurons' inputs (False: all, as SHD)
     "N_FOLDS": 5,               # cross_validate: number of folds of the training set
     "DTYPE": "float32",         # "float32" or "float64"
     "REC_SPIKES": [],           # populations: "input", "hidden", "output"
@@ -93,6 +91,7 @@ RULES = {
     "ETA": utils.non_negative, "ADAM_BETA1": utils.probability, "ADAM_BETA2": utils.probability,
     "ADAM_EPS": utils.positive, "ETA_DECAY": utils.positive, "PDROP": utils.probability,
     "SHUFFLE": utils.boolean, "REWIRE_SILENT": utils.boolean, "REWIRE_LIFT": utils.number,
+    "REWIRE_LIFT_SILENT_ONLY": utils.boolean,
     "N_FOLDS": utils.integer_at_least(2), "DTYPE": utils.one_of("float32", "float64"),
     "REC_SPIKES": utils.list_of(str), "REC_NEURONS": utils.list_of((list, tuple)),
     "REC_SYNAPSES": utils.list_of((list, tuple)), "REC_EPOCH_TRIAL": utils.list_of_pairs,
@@ -126,8 +125,10 @@ def yinyang_spike_data(n_samples, seed, dt, trial_ms):
     return SpikeData(steps.ravel(), channels, offsets, labels, n_steps, N_INPUT)
 
 
-class yinyang:
+class yinyang(Experiment):
     """Yin-Yang simulator: ``train``, ``train_test``, ``test``, ``cross_validate``."""
+
+    n_classes = N_CLASSES
 
     def __init__(self, params=None):
         params = validate(params or {})
@@ -137,146 +138,39 @@ class yinyang:
         self.test_data = yinyang_spike_data(3 * params["N_TEST"], params["TEST_DATA_SEED"],
                                             dt, T)
 
-    # ------------------------------------------------------------------------------------------
-    def _network(self, p):
+    # --- what Experiment.run asks of a simulator ------------------------------------------
+    def make_network(self, p):
         init = {"input_hidden": (p["INPUT_HIDDEN_MEAN"], p["INPUT_HIDDEN_STD"]),
                 "hidden_output": (p["HIDDEN_OUTPUT_MEAN"], p["HIDDEN_OUTPUT_STD"])}
-        net = build_network(p, N_INPUT, N_CLASSES, p["LOSS_TYPE"], init=init,
-                            dtype=np.dtype(p["DTYPE"]))
+        net = build_network(p, N_INPUT, N_CLASSES, init)
         return Trainer(net, p["ADAM_BETA1"], p["ADAM_BETA2"], p["ADAM_EPS"],
                        trainable=["w_input_hidden", "w_hidden_output"])
 
-    @staticmethod
-    def _path(p, what):
-        return os.path.join(p["OUT_DIR"], f"{p['NAME']}_{what}")
+    def make_schedule(self, p):
+        return utils.ExponentialDecay(p["ETA"], p["ETA_DECAY"])
 
-    def _save_weights(self, p, trainer, label):
-        for proj in ("w_input_hidden", "w_hidden_output"):
-            utils.save_npy(self._path(p, f"{proj}_{label}.npy"), trainer.net.params[proj])
+    def epoch_data(self, p, epoch, train, evaluation):
+        order = training_order(p, len(train), epoch) if train is not None else None
+        return train, evaluation, order
 
-    def _save_checkpoint(self, p, trainer, epoch, eta):
-        self._save_weights(p, trainer, "last")
-        state = dict(trainer.net.params)
-        state.update(trainer.adam.state())
-        state.update(epoch=np.array(epoch), eta=np.array(eta),
-                     n_updates=np.array(trainer.n_updates))
-        utils.save_npz(self._path(p, "checkpoint_last.npz"), state)
+    def dropout(self, p):
+        return 0.0, p["PDROP"]
 
-    def _load_checkpoint(self, p, trainer):
-        path = self._path(p, "checkpoint_last.npz")
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"LOAD_LAST: no checkpoint {path} (written by train with the "
-                                    "same OUT_DIR and NAME)")
-        with np.load(path) as f:
-            state = dict(f)
-        trainer.net.set_params({k: state[k] for k in ("w_input_hidden", "w_hidden_output")})
-        trainer.adam.load_state(state)
-        trainer.n_updates = int(state["n_updates"])
-        return int(state["epoch"]), float(state["eta"])
+    def recording_filters(self, p):
+        return {kind: p["REC_EPOCH_TRIAL"] for kind in ("spikes", "neurons", "synapses")}
 
-    # ------------------------------------------------------------------------------------------
-    def _run(self, p, train_data, eval_data, n_epoch, learn, label):
-        """Epoch loop shared by every method; returns the recorder and the last epoch's stats."""
-        os.makedirs(p["OUT_DIR"], exist_ok=True)
-        trainer = self._network(p)
-        net = trainer.net
-        rng = np.random.default_rng(p["TRAIN_DATA_SEED"])
-        recorder = Recorder(p["REC_SPIKES"], p["REC_NEURONS"], p["REC_SYNAPSES"],
-                            p["REC_EPOCH_TRIAL"], p["TRIAL_MS"])
-        first_epoch, eta = 0, p["ETA"]
-        if p["LOAD_LAST"]:
-            done, eta = self._load_checkpoint(p, trainer)
-            first_epoch = done + 1 if learn else 0
-        results = utils.ResultsFile(self._path(p, "results.txt"))
-        log = utils.EpochLog(self._path(p, "log.jsonl"))
-        train_stats = eval_stats = None
-        total = utils.Timer()
-        for epoch in range(first_epoch, n_epoch):
-            train_stats = eval_stats = None
-            if learn:
-                eta *= p["ETA_DECAY"]
-                snapshot = (lambda trial, stats, e=epoch: self._snapshot(p, trainer, e, trial))
-                train_stats = trainer.run_epoch(
-                    train_data, self._training_order(p, len(train_data), epoch), True, eta,
-                    epoch=epoch, p_drop_hidden=p["PDROP"], rng=rng, recorder=recorder,
-                    seed=p["TRAIN_DATA_SEED"] or 0, progress=p["PROGRESS"],
-                    desc=f"epoch {epoch} train", on_trial=snapshot)
-            if eval_data is not None:
-                eval_stats = trainer.run_epoch(
-                    eval_data, np.arange(len(eval_data)), False, 0.0, epoch=epoch,
-                    recorder=None if learn else recorder, progress=p["PROGRESS"],
-                    desc=f"epoch {epoch} {label}")
-            self._report(p, epoch, n_epoch, eta, train_stats, eval_stats, total(), results, log,
-                         label)
-            if learn and p["REWIRE_SILENT"]:
-                self._rewire(p, net, epoch, train_stats, eval_stats)
-            if learn:
-                self._save_checkpoint(p, trainer, epoch, eta)
-        if p["WRITE_TO_DISK"] and recorder.active:
-            recorder.save(p["OUT_DIR"], f"{p['NAME']}_")
-        self.network = net
-        return recorder, train_stats, eval_stats
+    def wants_weight_snapshot(self, p, epoch, trial):
+        return epoch % p["W_EPOCH_INTERVAL"] == 0 and trial % p["W_REPORT_INTERVAL"] == 0
 
-    @staticmethod
-    def _rewire(p, net, epoch, train, evaluation):
-        """Revive the hidden neurons that were silent in this epoch (training and evaluation part,
-        as in the SHD original, spec §4.6): lift only their input weights by REWIRE_LIFT, or with
-        REWIRE_LIFT = 0 redraw them from N(INPUT_HIDDEN_MEAN, INPUT_HIDDEN_STD). The random numbers
-        depend on MODEL_SEED and the epoch only, so a resumed run redraws the same values."""
-        counts = train.hidden_spikes + (evaluation.hidden_spikes if evaluation else 0)
-        seed = p["MODEL_SEED"]
-        rng = np.random.default_rng(None if seed is None else [seed, epoch, 4])
-        rewire_silent(net.params, counts, p["REWIRE_LIFT"], p["INPUT_HIDDEN_MEAN"],
-                      p["INPUT_HIDDEN_STD"], rng, lift_only_silent=True)
-
-    @staticmethod
-    def _training_order(p, n, epoch):
-        """Fixed order as in the original, or with SHUFFLE a permutation that depends only on
-        TRAIN_DATA_SEED and the epoch (so a resumed run sees the same orders)."""
-        if not p["SHUFFLE"]:
-            return np.arange(n)
-        return np.random.default_rng([p["TRAIN_DATA_SEED"] or 0, epoch]).permutation(n)
-
-    def _snapshot(self, p, trainer, epoch, trial):
-        if epoch % p["W_EPOCH_INTERVAL"] == 0 and trial % p["W_REPORT_INTERVAL"] == 0:
-            for proj in ("w_input_hidden", "w_hidden_output"):
-                utils.save_npy(self._path(p, f"{proj}_e{epoch}_t{trial}.npy"),
-                               trainer.net.params[proj])
-
-    def _report(self, p, epoch, n_epoch, eta, train, evaluation, seconds, results, log, label):
-        parts = [f"epoch {epoch + 1}/{n_epoch}"]
-        record = {"epoch": epoch, "eta": eta, "seconds": seconds}
-        n_unstored = 0
-        for name, stats in (("train", train), (label, evaluation)):
-            if stats is None:
-                continue
-            h = stats.hidden_stats()
-            parts.append(f"{name} acc {stats.accuracy:.4f} loss {stats.mean_loss:.4f}")
-            record.update({f"{name}_acc": stats.accuracy, f"{name}_loss": stats.mean_loss,
-                           f"{name}_seconds": stats.seconds,
-                           f"{name}_hidden_spikes_per_sample": h["spikes_per_sample"][0],
-                           f"{name}_silent_neurons": h["silent_neurons"]})
-            n_unstored += stats.n_unstored
-        record["n_unstored_spikes"] = n_unstored
-        parts.append(f"eta {eta:.2e}")
-        if train is not None:
-            parts.append(f"hidden spikes/sample {record['train_hidden_spikes_per_sample']:.1f}")
-        parts.append(f"{seconds:.1f} s")
-        if p["PROGRESS"]:
-            tqdm.write(" | ".join(parts))
-        if n_unstored:
-            warnings.warn(f"epoch {epoch}: {n_unstored} spikes exceeded N_MAX_SPIKE = "
-                          f"{p['N_MAX_SPIKE']} and were left out of the backward pass; "
-                          "raise N_MAX_SPIKE", RuntimeWarning, stacklevel=3)
-        results.write(epoch, train, evaluation, seconds)
-        log.write(**record)
+    def wants_tau_snapshot(self, p, epoch, trial):
+        return False
 
     # ------------------------------------------------------------------------------------------
     def train(self, params):
         """Train on the training set for N_EPOCH epochs (no evaluation part). Returns
         (spike_t, spike_ID, rec_vars_n, rec_vars_s, training accuracy of the last epoch)."""
         p = validate(params)
-        recorder, train, _ = self._run(p, self.train_data, None, p["N_EPOCH"], True, "eval")
+        recorder, train, _ = self.run(p, self.train_data, None, p["N_EPOCH"], True, "eval")
         return (*recorder.results(), train.accuracy if train else 0.0)
 
     def train_test(self, params):
@@ -284,7 +178,7 @@ class yinyang:
         (spike_t, spike_ID, rec_vars_n, rec_vars_s, train accuracy, test accuracy) of the last
         epoch."""
         p = validate(params)
-        recorder, train, test = self._run(p, self.train_data, self.test_data, p["N_EPOCH"], True,
+        recorder, train, test = self.run(p, self.train_data, self.test_data, p["N_EPOCH"], True,
                                           "test")
         return (*recorder.results(), train.accuracy if train else 0.0,
                 test.accuracy if test else 0.0)
@@ -293,7 +187,7 @@ class yinyang:
         """One epoch on the test set without learning (LOAD_LAST: with the trained weights).
         Returns (spike_t, spike_ID, rec_vars_n, rec_vars_s, test accuracy)."""
         p = validate(params)
-        recorder, _, test = self._run(p, None, self.test_data, 1, False, "test")
+        recorder, _, test = self.run(p, None, self.test_data, 1, False, "test")
         return (*recorder.results(), test.accuracy)
 
     def cross_validate(self, params):
@@ -312,7 +206,7 @@ class yinyang:
             train_data = self.train_data.subset(train_idx)
             eval_data = self.train_data.subset(np.sort(folds[f]))
             fold_p = dict(p, NAME=f"{p['NAME']}_fold{f}")
-            _, train, evaluation = self._run(fold_p, train_data, eval_data, p["N_EPOCH"], True,
+            _, train, evaluation = self.run(fold_p, train_data, eval_data, p["N_EPOCH"], True,
                                              "validation")
             accuracies.append([train.accuracy if train else 0.0,
                                evaluation.accuracy if evaluation else 0.0])

@@ -6,6 +6,7 @@ the engine's layout: in_ch (flat channels) and in_ptr[b, n] = index of the first
 at step n, so that the spikes of step n are in_ch[in_ptr[b, n]:in_ptr[b, n + 1]].
 """
 import numpy as np
+from numba import njit
 
 
 def times_to_steps(times_ms, dt):
@@ -94,21 +95,53 @@ class SpikeData:
     def spike_counts(self):
         return np.diff(self.offsets)
 
-    def batch(self, indices, p_drop=0.0, rng=None):
-        """Engine layout (in_ptr, in_ch) of the samples ``indices``; with p_drop > 0 each input
-        spike is deleted with that probability (input dropout, spec §2.3)."""
-        n_steps = self.n_steps
-        in_ptr = np.empty((len(indices), n_steps + 1), dtype=np.int64)
-        chunks = []
-        base = 0
-        grid = np.arange(n_steps + 1)
-        for b, i in enumerate(indices):
-            steps, channels = self.sample(i)
-            if p_drop > 0.0:
-                keep = rng.random(len(steps)) >= p_drop
-                steps, channels = steps[keep], channels[keep]
-            in_ptr[b] = base + np.searchsorted(steps, grid, side="left")
-            chunks.append(channels)
-            base += len(channels)
-        in_ch = np.concatenate(chunks).astype(np.int32) if chunks else np.zeros(0, np.int32)
-        return in_ptr, in_ch
+    def batch(self, indices, p_drop=0.0, rng=None, shifts=(0,)):
+        """Engine layout (in_ptr, in_ch) of the samples ``indices``.
+
+        ``shifts`` (steps) makes len(shifts) copies of every spike, copy d on channel
+        c + d * n_channels at step + shifts[d] (an input delay line; spikes that fall at or after
+        the end are lost). With p_drop > 0 each (copied) input spike is deleted with that
+        probability (input dropout, spec §2.3)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        shifts = np.asarray(shifts, dtype=np.int64)
+        n_candidates = int(np.diff(self.offsets)[indices].sum()) * len(shifts)
+        u = rng.random(n_candidates) if p_drop > 0.0 else np.zeros(0)
+        return _pack_batch(self.offsets, self.steps, self.channels, indices, shifts,
+                           self.n_channels, self.n_steps, u, p_drop)
+
+
+@njit(cache=True)
+def _pack_batch(offsets, steps, channels, indices, shifts, n_channels, n_steps, u, p_drop):
+    """Counting sort of the batch's spikes (and their delayed copies) by step; u holds one uniform
+    number per candidate spike when dropping (empty otherwise)."""
+    B, D = len(indices), len(shifts)
+    in_ptr = np.zeros((B, n_steps + 1), dtype=np.int64)
+    drop = len(u) > 0
+    k = 0
+    for b in range(B):                        # pass 1: spikes per (sample, step)
+        i = indices[b]
+        for j in range(offsets[i], offsets[i + 1]):
+            for d in range(D):
+                s = steps[j] + shifts[d]
+                if s < n_steps and not (drop and u[k] < p_drop):
+                    in_ptr[b, s + 1] += 1
+                k += 1
+    base = 0
+    for b in range(B):                        # running sums -> first index of every step
+        in_ptr[b, 0] = base
+        for n in range(n_steps):
+            in_ptr[b, n + 1] += in_ptr[b, n]
+        base = in_ptr[b, n_steps]
+    in_ch = np.empty(base, dtype=np.int32)
+    k = 0
+    for b in range(B):                        # pass 2: fill, same decisions as pass 1
+        i = indices[b]
+        pos = in_ptr[b, :n_steps].copy()
+        for j in range(offsets[i], offsets[i + 1]):
+            for d in range(D):
+                s = steps[j] + shifts[d]
+                if s < n_steps and not (drop and u[k] < p_drop):
+                    in_ch[pos[s]] = channels[j] + d * n_channels
+                    pos[s] += 1
+                k += 1
+    return in_ptr, in_ch

@@ -148,15 +148,41 @@ class Adam:
         self.v = {k[7:]: np.array(v) for k, v in state.items() if k.startswith("adam_v/")}
 
 
+class ExponentialDecay:
+    """Yin-Yang learning rate (spec §4.5): rate x ``decay`` at the start of every epoch (also the
+    first, so epoch e uses eta * decay^(e+1))."""
+
+    def __init__(self, eta, decay):
+        self.rate = eta
+        self.decay = decay
+
+    def start_epoch(self):
+        self.rate *= self.decay
+
+    def after_trial(self):
+        pass
+
+    def end_of_epoch(self, epoch, accuracy):
+        return False
+
+    def state(self):
+        return {"lr_rate": np.array(self.rate)}
+
+    def load_state(self, state):
+        self.rate = float(state["lr_rate"])
+
+
 class LearningRateSchedule:
     """SHD/SSC learning rate (spec §4.5).
 
-    Ease-in: the effective rate starts at target / 1000 whenever a run starts (also on resume) and
-    is multiplied by ``ease_in_factor`` after every trial, training or evaluation, until it reaches
-    the target. Plateau: at the end of every epoch, with accuracy a (validation, or training,
-    as chosen by the caller), E1 <- alpha1 E1 + (1 - alpha1) a and E2 <- alpha2 E2 + (1 - alpha2) a
-    (both from 0); when more than ``min_epochs_fixed`` epochs have passed since the last reduction
-    and E1 <= E2, the target is multiplied by ``factor`` and the effective rate jumps to it."""
+    Ease-in: the effective rate starts at target / 1000 when a run starts and is multiplied by
+    ``ease_in_factor`` after every trial, training or evaluation, until it reaches the target.
+    Plateau: at the end of every epoch, with accuracy a (validation, or training, as chosen by the
+    caller), E1 <- alpha1 E1 + (1 - alpha1) a and E2 <- alpha2 E2 + (1 - alpha2) a (both from 0);
+    when more than ``min_epochs_fixed`` epochs have passed since the last reduction and E1 <= E2,
+    the target is multiplied by ``factor`` and the effective rate jumps to it.
+
+    A resumed run continues with the saved effective rate (the original restarts the ease-in)."""
 
     def __init__(self, eta, ease_in_factor=1.05, alpha1=0.8, alpha2=0.95, factor=0.5,
                  min_epochs_fixed=300):
@@ -168,6 +194,9 @@ class LearningRateSchedule:
         self.min_epochs_fixed = min_epochs_fixed
         self.ema1 = self.ema2 = 0.0
         self.last_reduction = 0
+
+    def start_epoch(self):
+        pass
 
     def after_trial(self):
         """Ease-in step; returns the rate for the next trial."""
@@ -186,13 +215,14 @@ class LearningRateSchedule:
         return False
 
     def state(self):
-        """Everything a checkpoint needs (the ease-in restarts on resume, as in the original)."""
-        return {"lr_target": np.array(self.target), "lr_ema1": np.array(self.ema1),
-                "lr_ema2": np.array(self.ema2), "lr_last_reduction": np.array(self.last_reduction)}
+        """Everything a checkpoint needs to continue exactly."""
+        return {"lr_rate": np.array(self.rate), "lr_target": np.array(self.target),
+                "lr_ema1": np.array(self.ema1), "lr_ema2": np.array(self.ema2),
+                "lr_last_reduction": np.array(self.last_reduction)}
 
     def load_state(self, state):
+        self.rate = float(state["lr_rate"])
         self.target = float(state["lr_target"])
-        self.rate = self.target / 1000.0
         self.ema1 = float(state["lr_ema1"])
         self.ema2 = float(state["lr_ema2"])
         self.last_reduction = int(state["lr_last_reduction"])
@@ -257,21 +287,28 @@ def _json_default(x):
 
 class ResultsFile:
     """{NAME}_results.txt: one line per epoch, "epoch train_acc train_loss eval_acc eval_loss
-    seconds" (0 for a part that did not run), after a '#' header; np.loadtxt reads it."""
+    [extra columns] seconds" (0 for a part that did not run), after a '#' header naming the
+    columns; np.loadtxt reads it."""
 
-    HEADER = "# epoch train_acc train_loss eval_acc eval_loss seconds"
-
-    def __init__(self, path):
+    def __init__(self, path, extra_columns=()):
         self.path = path
+        self.header = " ".join(["# epoch train_acc train_loss eval_acc eval_loss",
+                                *extra_columns, "seconds"])
 
-    def write(self, epoch, train, evaluation, seconds):
-        if not os.path.exists(self.path):
-            append_line(self.path, self.HEADER)
-        values = [epoch]
+    def line(self, epoch, train, evaluation, seconds, extra=()):
+        values = []
         for stats in (train, evaluation):
             values += [stats.accuracy, stats.mean_loss] if stats is not None else [0.0, 0.0]
-        append_line(self.path, " ".join([str(epoch)] + [f"{v:.6f}" for v in values[1:]]
-                                        + [f"{seconds:.3f}"]))
+        values += list(extra)
+        return " ".join([str(epoch)] + [f"{v:.6f}" for v in values] + [f"{seconds:.3f}"])
+
+    def write(self, epoch, train, evaluation, seconds, extra=()):
+        """Append the line of this epoch; returns it."""
+        if not os.path.exists(self.path):
+            append_line(self.path, self.header)
+        text = self.line(epoch, train, evaluation, seconds, extra)
+        append_line(self.path, text)
+        return text
 
 
 class EpochLog:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from augmentations import (apply_augmentations, balance_classes, blend, delay_line, id_jitter,
+from augmentations import (apply_augmentations, balance_classes, blend, DelayLine, id_jitter,
                            normalise_spike_number, random_dilate, random_shift)
 from spike_data import SpikeData, times_to_steps
 
@@ -264,33 +264,53 @@ def test_apply_augmentations_ignores_other_keys_and_needs_n_train():
     assert_valid(out)
 
 
+def batch_spikes(data, indices, **kw):
+    """Per batch slot: sorted list of (step, channel) of the engine layout; checks the layout."""
+    in_ptr, in_ch = data.batch(indices, **kw)
+    assert in_ptr.shape == (len(indices), data.n_steps + 1)
+    assert np.all(np.diff(in_ptr, axis=1) >= 0) and in_ptr[-1, -1] == len(in_ch)
+    assert np.array_equal(in_ptr[1:, 0], in_ptr[:-1, -1])
+    return [sorted((n, int(c)) for n in range(data.n_steps)
+                   for c in in_ch[in_ptr[b, n]:in_ptr[b, n + 1]]) for b in range(len(indices))]
+
+
 def test_delay_line_layout_and_lost_spikes():
     data = one_sample([(1, 2), (8, 4)], n_steps=10, n_ch=5)
-    out = delay_line(data, 2, 3.0, 1.0)
-    assert out.n_channels == 15 and out.n_steps == 10
-    assert spike_set(out, 0) == {(1, 2), (4, 7), (7, 12), (8, 4)}   # 11 and 14 are >= T: lost
-    off = delay_line(data, 2, 2.5, 1.0)                               # off-grid: next step
-    assert spike_set(off, 0) == {(1, 2), (4, 7), (6, 12), (8, 4)}
-    finer = delay_line(data, 1, 0.3, 0.2)                             # 0.3 ms at dt 0.2 -> 2 steps
-    assert spike_set(finer, 0) == {(1, 2), (3, 7), (8, 4)}            # step 10 is past the end
+    out = DelayLine(data, 2, 3.0, 1.0)
+    assert out.n_channels == 15 and out.n_steps == 10 and len(out) == 1
+    assert batch_spikes(out, [0])[0] == [(1, 2), (4, 7), (7, 12), (8, 4)]   # 11, 14 >= T: lost
+    off = DelayLine(data, 2, 2.5, 1.0)                                      # off-grid: next step
+    assert batch_spikes(off, [0])[0] == [(1, 2), (4, 7), (6, 12), (8, 4)]
+    finer = DelayLine(data, 1, 0.3, 0.2)                          # 0.3 ms at dt 0.2 -> 2 steps
+    assert batch_spikes(finer, [0])[0] == [(1, 2), (3, 7), (8, 4)]  # step 10 is past the end
 
 
 def test_delay_line_general():
     data = make_data()
     snap = snapshot(data)
-    out = delay_line(data, 3, 5.0, 1.0)
-    assert_unchanged(data, snap)
-    assert_valid(out)
+    out = DelayLine(data, 3, 5.0, 1.0)
     assert out.n_channels == 4 * N_CH
     np.testing.assert_array_equal(out.labels, data.labels)
-    for i in range(len(data)):
-        got = spike_set(out, i)
+    order = np.random.default_rng(1).permutation(len(data))
+    for b, got in enumerate(batch_spikes(out, order)):
+        i = order[b]
+        got = set(got)
         assert {(n, c) for n, c in got if c < N_CH} == spike_set(data, i)   # copy 0 unchanged
         for d in range(1, 4):
             copy = {(n - 5 * d, c - d * N_CH) for n, c in got if d * N_CH <= c < (d + 1) * N_CH}
             assert copy == {(n, c) for n, c in spike_set(data, i) if n + 5 * d < N_STEPS}
-    assert np.all(out.spike_counts() >= data.spike_counts())
-    assert_same(delay_line(data, 0, 5.0, 1.0), data)
+    assert_unchanged(data, snap)
+    assert batch_spikes(DelayLine(data, 0, 5.0, 1.0), order) == batch_spikes(data, order)
+
+
+def test_delay_line_dropout_acts_on_every_copy_independently():
+    data = one_sample([(n, c) for n in range(50) for c in range(20)], n_steps=100, n_ch=20)
+    out = DelayLine(data, 1, 10.0, 1.0)
+    got = batch_spikes(out, [0], p_drop=0.5, rng=np.random.default_rng(0))[0]
+    first = {(n, c) for n, c in got if c < 20}
+    second = {(n - 10, c - 20) for n, c in got if c >= 20}
+    assert 400 < len(first) < 600 and 400 < len(second) < 600
+    assert first != second
 
 
 def test_balance_classes():

@@ -1,33 +1,18 @@
 """shd_data: reading official-layout SHD/SSC files, binning (spec §5.3) and the .npz cache, on
 small files written here with PyTables in the official layout."""
 import os
+import sys
+import urllib.error
+import zipfile
 
 import numpy as np
 import pytest
 import tables
 
+from official_files import write_h5
+
 import shd_data
-from shd_data import DATA_FILES, bin_spikes, load_dataset, read_h5
-
-
-def write_h5(path, times, units, labels, speakers=None, skip=()):
-    """A file in the official layout: /spikes/times, /spikes/units (VLArrays), /labels,
-    /extra/speaker (when speakers is given); node names in ``skip`` are left out."""
-    with tables.open_file(str(path), mode="w") as f:
-        spikes = f.create_group("/", "spikes")
-        if "times" not in skip:
-            vt = f.create_vlarray(spikes, "times", tables.Float32Atom())
-            for t in times:
-                vt.append(np.asarray(t, dtype=np.float32))
-        if "units" not in skip:
-            vu = f.create_vlarray(spikes, "units", tables.UInt16Atom())
-            for u in units:
-                vu.append(np.asarray(u, dtype=np.uint16))
-        if "labels" not in skip:
-            f.create_array("/", "labels", np.asarray(labels, dtype=np.uint16))
-        if speakers is not None:
-            extra = f.create_group("/", "extra")
-            f.create_array(extra, "speaker", np.asarray(speakers, dtype=np.uint16))
+from shd_data import DATA_FILES, bin_spikes, download, load_dataset, read_h5
 
 
 def make_samples(n, n_classes=20, n_speakers=4, seed=0):
@@ -86,6 +71,7 @@ def test_read_h5_missing_file_names_path_and_source(tmp_path):
         read_h5(path)
     assert str(path) in str(e.value)
     assert "zenkelab.org/datasets" in str(e.value)
+    assert "DOWNLOAD=True" in str(e.value) and "shd_data.download" in str(e.value)
 
 
 def test_read_h5_text_file_raises_value_error_naming_file(tmp_path):
@@ -284,3 +270,153 @@ def test_load_dataset_rejects_unknown_dataset_and_split(tmp_path):
 def test_data_files_table():
     assert DATA_FILES["SHD"] == {"train": "shd_train.h5", "test": "shd_test.h5"}
     assert set(DATA_FILES["SSC"]) == {"train", "valid", "test"}
+
+
+# ----------------------------------------------------------------------------------------------
+# download (tonic, faked: nothing touches the network)
+# ----------------------------------------------------------------------------------------------
+
+def _patch_tonic(monkeypatch, fetch):
+    """Replace tonic.datasets.SHD / SSC by subclasses whose ``download`` is ``fetch``; the real
+    constructors decide the folder (save_to/<class name>) and the file names. Returns the list
+    of the instances tonic's download was called on."""
+    datasets = pytest.importorskip("tonic.datasets")
+    calls = []
+
+    def download_method(self):
+        calls.append(self)
+        fetch(self)
+
+    # the class names must stay SHD / SSC: tonic's folder is save_to/<class name>
+    class SHD(datasets.SHD):
+        download = download_method
+
+    class SSC(datasets.SSC):
+        download = download_method
+
+    monkeypatch.setattr(datasets, "SHD", SHD)
+    monkeypatch.setattr(datasets, "SSC", SSC)
+    return calls
+
+
+@pytest.fixture
+def fake_tonic(monkeypatch):
+    """tonic whose download writes the archive of a small official-layout file (9 samples)
+    where the real one saves it and extracts it with tonic's own extract_archive."""
+    from tonic.download_utils import extract_archive
+
+    def fetch(ds):
+        os.makedirs(ds.location_on_system, exist_ok=True)
+        part = os.path.join(ds.location_on_system, ds.data_filename + ".part")
+        times, units, labels, speakers = make_samples(9, seed=11)
+        write_h5(part, times, units, labels, speakers, keys=["zero", "one"])
+        archive = os.path.join(ds.location_on_system, ds.filename)
+        with zipfile.ZipFile(archive, "w") as z:
+            z.write(part, arcname=ds.data_filename)
+        os.remove(part)
+        extract_archive(archive, ds.location_on_system)
+
+    return _patch_tonic(monkeypatch, fetch)
+
+
+@pytest.fixture
+def offline_tonic(monkeypatch):
+    """tonic without network: like the real download it leaves an empty archive, then fails."""
+    def fetch(ds):
+        os.makedirs(ds.location_on_system, exist_ok=True)
+        open(os.path.join(ds.location_on_system, ds.filename), "wb").close()
+        raise urllib.error.URLError("no network in this test")
+
+    return _patch_tonic(monkeypatch, fetch)
+
+
+def test_load_dataset_with_download_fetches_missing_file_via_tonic(tmp_path, fake_tonic):
+    folder = tmp_path / "SHD"
+    data, spk = load_dataset(folder, "SHD", "train", 1.0, 1000.0, download=True)
+    times, units, labels, speakers = make_samples(9, seed=11)
+    assert len(data) == 9
+    np.testing.assert_array_equal(data.labels, labels)
+    np.testing.assert_array_equal(spk, speakers)
+    s, c = data.sample(3)
+    es, ec = bin_spikes(times[3], units[3], 1.0, 1000)
+    np.testing.assert_array_equal(s, es)
+    np.testing.assert_array_equal(c, ec)
+    # tonic's layout: the archive and the file side by side in save_to/SHD = data_dir
+    assert len(fake_tonic) == 1 and fake_tonic[0].location_on_system == str(folder)
+    assert sorted(p.name for p in folder.glob("*.h5*")) == ["shd_train.h5", "shd_train.h5.zip"]
+    # present now: no second download
+    load_dataset(folder, "SHD", "train", 2.0, 1000.0, download=True)
+    assert len(fake_tonic) == 1
+
+
+@pytest.mark.parametrize("dataset, split", [("SHD", "test"), ("SSC", "train"),
+                                            ("SSC", "valid"), ("SSC", "test")])
+def test_download_puts_each_split_at_data_dir(tmp_path, fake_tonic, dataset, split):
+    folder = tmp_path / "data" / dataset
+    path = download(folder, dataset, split)
+    assert path == os.path.join(str(folder), DATA_FILES[dataset][split])
+    assert read_h5(path).labels.shape == (9,)
+    assert [ds.data_filename for ds in fake_tonic] == [DATA_FILES[dataset][split]]
+
+
+def test_download_keeps_present_file_without_tonic(shd_dir, tmp_path, offline_tonic):
+    folder = tmp_path / "SHD"
+    folder.mkdir()
+    os.replace(shd_dir[0] / "shd_train.h5", folder / "shd_train.h5")
+    assert download(folder, "SHD", "train") == os.path.join(str(folder), "shd_train.h5")
+    data, _ = load_dataset(folder, "SHD", "train", 1.0, 1000.0, download=True)
+    assert len(data) == 36 and offline_tonic == []
+
+
+def test_load_dataset_missing_file_without_download_does_not_call_tonic(tmp_path,
+                                                                       offline_tonic):
+    folder = tmp_path / "SHD"
+    with pytest.raises(FileNotFoundError) as e:
+        load_dataset(folder, "SHD", "test", 1.0, 1000.0)
+    assert str(folder / "shd_test.h5") in str(e.value)
+    assert "zenkelab.org/datasets" in str(e.value) and "DOWNLOAD=True" in str(e.value)
+    assert offline_tonic == [] and not folder.exists()
+
+
+def test_download_tonic_failure_raises_runtime_error_naming_file(tmp_path, offline_tonic):
+    folder = tmp_path / "SSC"
+    with pytest.raises(RuntimeError) as e:
+        load_dataset(folder, "SSC", "valid", 1.0, 1000.0, download=True)
+    msg = str(e.value)
+    assert "ssc_valid.h5" in msg and "zenkelab.org/datasets" in msg
+    assert "no network in this test" in msg
+    assert isinstance(e.value.__cause__, urllib.error.URLError)
+    # the empty archive left behind would stop tonic from trying again: the message says so
+    assert str(folder / "ssc_valid.h5.zip") in msg and len(offline_tonic) == 1
+
+
+def test_download_leftover_archive_is_named_when_tonic_skips_download(tmp_path, fake_tonic):
+    folder = tmp_path / "SHD"
+    download(folder, "SHD", "test")
+    open(folder / "shd_train.h5.zip", "wb").close()    # e.g. an interrupted earlier download
+    with pytest.raises(RuntimeError) as e:
+        download(folder, "SHD", "train")
+    assert "shd_train.h5" in str(e.value) and str(folder / "shd_train.h5.zip") in str(e.value)
+    assert len(fake_tonic) == 1                         # tonic saw the archive and skipped
+
+
+def test_download_requires_folder_named_like_dataset(tmp_path, fake_tonic):
+    for folder, dataset in ((tmp_path / "shd", "SHD"), (tmp_path / "SHD", "SSC")):
+        with pytest.raises(ValueError) as e:
+            download(folder, dataset, "train")
+        assert str(folder) in str(e.value) and f"/{dataset}" in str(e.value)
+    assert fake_tonic == []
+
+
+def test_download_without_tonic_asks_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tonic", None)
+    monkeypatch.setitem(sys.modules, "tonic.datasets", None)
+    with pytest.raises(ImportError, match="pip install tonic"):
+        download(tmp_path / "SHD", "SHD", "train")
+
+
+def test_download_rejects_unknown_dataset_and_split(tmp_path):
+    with pytest.raises(ValueError, match="'SHD'"):
+        download(tmp_path / "MNIST", "MNIST", "train")
+    with pytest.raises(ValueError, match="'valid'"):
+        download(tmp_path / "SHD", "SSC", "dev")

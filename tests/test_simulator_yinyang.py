@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import utils
+from experiment import training_order
 from simulator_yinyang import p as default_p
 from simulator_yinyang import yinyang, yinyang_spike_data
 from spike_data import times_to_steps
@@ -89,11 +90,11 @@ def test_resume_continues_like_an_uninterrupted_run(tmp_path, shuffle):
 
 def test_shuffle_changes_the_order_every_epoch_and_keeps_the_samples():
     p = small(".", SHUFFLE=True)
-    orders = [yinyang._training_order(p, 300, e) for e in range(3)]
+    orders = [training_order(p, 300, e) for e in range(3)]
     assert all(sorted(o) == list(range(300)) for o in orders)
     assert not np.array_equal(orders[0], orders[1])
-    assert np.array_equal(orders[2], yinyang._training_order(p, 300, 2))
-    assert np.array_equal(yinyang._training_order(small("."), 300, 1), np.arange(300))
+    assert np.array_equal(orders[2], training_order(p, 300, 2))
+    assert np.array_equal(training_order(small("."), 300, 1), np.arange(300))
 
 
 def test_load_last_without_checkpoint_names_the_file(tmp_path):

@@ -157,13 +157,30 @@ def test_learning_rate_without_evaluation_halves_every_min_epochs_plus_one():
     assert reductions == [4, 8, 12]
 
 
-def test_learning_rate_state_round_trip_restarts_the_ease_in():
+def test_learning_rate_state_round_trip_continues_exactly():
     from utils import LearningRateSchedule
     lr = LearningRateSchedule(1e-3, min_epochs_fixed=0)
+    for _ in range(20):
+        lr.after_trial()
     for e in range(1, 4):
         lr.end_of_epoch(e, 0.9 - 0.1 * e)
     copy = LearningRateSchedule(5.0)
     copy.load_state(lr.state())
-    assert (copy.target, copy.ema1, copy.ema2, copy.last_reduction) == \
-        (lr.target, lr.ema1, lr.ema2, lr.last_reduction)
-    assert copy.rate == pytest.approx(lr.target / 1000)
+    assert (copy.rate, copy.target, copy.ema1, copy.ema2, copy.last_reduction) == \
+        (lr.rate, lr.target, lr.ema1, lr.ema2, lr.last_reduction)
+    for _ in range(5):
+        assert copy.after_trial() == lr.after_trial()
+
+
+def test_exponential_decay_multiplies_at_every_epoch_start():
+    from utils import ExponentialDecay
+    lr = ExponentialDecay(1.0, 0.5)
+    rates = []
+    for _ in range(3):
+        lr.start_epoch()
+        lr.after_trial()
+        rates.append(lr.rate)
+    assert rates == [0.5, 0.25, 0.125]
+    copy = ExponentialDecay(9.0, 0.5)
+    copy.load_state(lr.state())
+    assert copy.rate == lr.rate

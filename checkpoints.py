@@ -1,0 +1,115 @@
+"""Checkpoints and parameter files of a run (spec §6.3), written atomically.
+
+A checkpoint with label "last" or "best" consists of
+
+* ``{prefix}_checkpoint_{label}.npz``: every parameter, the Adam state, the learning-rate schedule,
+  the epoch, the number of updates and the best accuracy so far: what ``LOAD_LAST`` /
+  ``LOAD_BEST`` resume from, so that a resumed run continues exactly;
+* the parameters again as the original's ``.npy`` files ``{prefix}_{stem}_{label}.npy`` (stems in
+  ``parameter_files``), shape (n_pre, n_post) for weights. These are what analysis scripts read;
+  a run that finds only them (weights of the original code, for instance) loads them and starts
+  the optimiser afresh.
+"""
+import os
+import warnings
+
+import numpy as np
+
+import utils
+
+
+def parameter_slots(net, tau_stems=("taum", "tausyn")):
+    """File stem -> (parameter name, layer index or None) for every parameter a run saves:
+    ``w_input_hidden``, ``w_hidden_output``, ``w_hidden{l}_hidden{l+1}`` (between layers),
+    ``w_hidden{l}_hidden{l}`` (recurrent), and the time constants where they differ per neuron or
+    are trained: ``{taum}_hidden{l}``, ``{tausyn}_hidden{l}`` (hetLIF or TRAIN_TAU),
+    ``{taum}_output``, ``{tausyn}_output`` (hetLI or TRAIN_TAU_OUTPUT). Checkpoints use the stems
+    taum / tausyn, snapshots tau_m / tau_syn (the original's names)."""
+    slots = {"w_input_hidden": ("w_input_hidden", None),
+             "w_hidden_output": ("w_hidden_output", None)}
+    for l in range(net.n_layers - 1):
+        slots[f"w_hidden{l}_hidden{l + 1}"] = ("w_hidden_hidden_fwd", l)
+    if net.recurrent:
+        for l in range(net.n_layers):
+            slots[f"w_hidden{l}_hidden{l}"] = ("w_hidden_hidden", l)
+    taum, tausyn = tau_stems
+    if net.hidden_type == "hetLIF" or net.train_tau:
+        for l in range(net.n_layers):
+            slots[f"{taum}_hidden{l}"] = ("tau_m_hidden", l)
+            slots[f"{tausyn}_hidden{l}"] = ("tau_syn_hidden", l)
+    if net.output_type == "hetLI" or net.train_tau_output:
+        slots[f"{taum}_output"] = ("tau_m_output", None)
+        slots[f"{tausyn}_output"] = ("tau_syn_output", None)
+    return slots
+
+
+def parameter_files(net, tau_stems=("taum", "tausyn")):
+    """File stem -> array (see ``parameter_slots``)."""
+    return {stem: net.params[name] if l is None else net.params[name][l]
+            for stem, (name, l) in parameter_slots(net, tau_stems).items()}
+
+
+def save_parameters(net, prefix, suffix, tau_stems=("taum", "tausyn")):
+    """Every array of ``parameter_files`` as ``{prefix}_{stem}_{suffix}.npy``."""
+    for stem, array in parameter_files(net, tau_stems).items():
+        utils.save_npy(f"{prefix}_{stem}_{suffix}.npy", array)
+
+
+def checkpoint_path(prefix, label):
+    return f"{prefix}_checkpoint_{label}.npz"
+
+
+def save_checkpoint(prefix, label, trainer, schedule, epoch, best):
+    """Checkpoint ``label`` of the state after ``epoch``; ``best`` = best accuracy so far."""
+    net = trainer.net
+    save_parameters(net, prefix, label)
+    state = {f"param/{k}": v for k, v in net.params.items()}
+    state.update(trainer.adam.state())
+    state.update(schedule.state())
+    state.update(epoch=np.array(epoch), n_updates=np.array(trainer.n_updates),
+                 best=np.array(best))
+    utils.save_npz(checkpoint_path(prefix, label), state)
+
+
+def _load_parameter_files(net, prefix, label):
+    """Parameters from the .npy files that exist (flat arrays of the right size are accepted)."""
+    params = {k: v.copy() for k, v in net.params.items()}
+    for stem, (name, l) in parameter_slots(net).items():
+        path = f"{prefix}_{stem}_{label}.npy"
+        if not os.path.exists(path):
+            continue
+        target = params[name] if l is None else params[name][l]
+        value = np.load(path)
+        if value.size != target.size:
+            raise ValueError(f"{path} has {value.size} values; this network needs "
+                             f"{target.size} (shape {target.shape})")
+        target[...] = value.reshape(target.shape)
+    return params
+
+
+def load_checkpoint(prefix, label, trainer, schedule, weights_only=False):
+    """Restore checkpoint ``label``: parameters, and unless ``weights_only`` the optimiser and
+    schedule state. Returns (epoch, best accuracy) of the checkpoint; (-1, -1.0) when only the
+    .npy parameter files exist. Raises FileNotFoundError naming the file when there is none."""
+    net = trainer.net
+    path = checkpoint_path(prefix, label)
+    if os.path.exists(path):
+        with np.load(path) as f:
+            state = dict(f)
+        net.set_params({k[6:]: v for k, v in state.items() if k.startswith("param/")})
+        if weights_only:
+            return int(state["epoch"]), float(state["best"])
+        trainer.adam.load_state(state)
+        trainer.n_updates = int(state["n_updates"])
+        schedule.load_state(state)
+        return int(state["epoch"]), float(state["best"])
+    first = f"{prefix}_w_input_hidden_{label}.npy"
+    if os.path.exists(first) and os.path.exists(f"{prefix}_w_hidden_output_{label}.npy"):
+        net.set_params(_load_parameter_files(net, prefix, label))
+        if not weights_only:
+            warnings.warn(f"{path} not found: loaded the weights of {prefix}_*_{label}.npy; the "
+                          "optimiser and learning rate start afresh from epoch 0",
+                          RuntimeWarning, stacklevel=2)
+        return -1, -1.0
+    raise FileNotFoundError(f"no checkpoint {path} (written by a run with CHECKPOINT and the same "
+                            "OUT_DIR and NAME, or CHECKPOINT_NAME)")
