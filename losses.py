@@ -137,7 +137,7 @@ def output_terms(loss_type, V_out_tr, first_step, labels, dt, T, tau_m_out, n_ba
         t_pen = np.minimum(t_y, T)
         if loss_type == "first_spike":
             penalty = alpha / (1.01 * T - t_pen)
-            d_penalty = alpha / (1.01 * T - t) ** 2
+            d_penalty = alpha / (1.01 * T - np.minimum(t, T)) ** 2   # used where spiked only
             d_penalty_T = alpha / (0.01 * T) ** 2
         else:
             penalty = alpha * (np.exp(t_pen / tau_1) - 1.0)
