@@ -12,6 +12,7 @@ Every input neuron fires once per sample: the bias neuron at 2 dt, the four feat
 ``first_spike`` with spiking LIF outputs; the prediction is the earliest output (a sample with no
 output spike counts as wrong).
 """
+import copy
 import numpy as np
 
 import losses
@@ -75,6 +76,9 @@ p = {
     "PROGRESS": True,           # progress bar and one line per epoch
 }
 
+# The defaults as shipped: users edit p itself, so p cannot serve to detect unknown keys.
+DEFAULTS = copy.deepcopy(p)
+
 RULES = {
     "OUT_DIR": utils.string, "NAME": utils.string, "DT_MS": utils.positive,
     "BUILD": utils.boolean, "TIMING": utils.boolean,
@@ -110,7 +114,7 @@ def _check_trial_length(p):
 
 def validate(params):
     """The full parameter dictionary: defaults filled in, every key and value checked."""
-    full = utils.check_params(params, p, RULES)
+    full = utils.check_params(params, DEFAULTS, RULES)
     _check_trial_length(full)
     return full
 

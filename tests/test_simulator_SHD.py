@@ -333,3 +333,38 @@ def test_cross_validate_leaves_each_speaker_out(data_dir, tmp_path):
 
 def test_parameters_are_json_serialisable():
     json.dumps(default_p)
+
+
+def test_a_typo_in_the_module_dictionary_itself_is_caught(data_dir, tmp_path, monkeypatch):
+    """The documented usage edits simulator_SHD.p in place; a misspelt key added there must
+    still be an error."""
+    import simulator_SHD
+    monkeypatch.setitem(simulator_SHD.p, "NUM_HIDEN", 10)
+    with pytest.raises(KeyError, match="NUM_HIDEN"):
+        SHD_model(dict(simulator_SHD.p, DATA_DIR=data_dir))
+
+
+def test_presets_are_valid_parameter_sets(data_dir):
+    from simulator_SHD import PRESETS, validate
+    for name, preset in PRESETS.items():
+        full = validate(dict(preset))
+        assert full["NUM_HIDDEN"] == 1024 and full["N_INPUT_DELAY"] == 10, name
+
+
+def test_train_SHD_script_with_preset_and_overrides(data_dir, tmp_path):
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, os.path.join(root, "train_SHD.py"), "--data", data_dir, "--out",
+           str(tmp_path), "--preset", "paper_SHD", "TRIAL_MS=100", "NUM_HIDDEN=8", "N_EPOCH=1",
+           "N_TRAIN=60", "PROGRESS=false", "DATA_SET=SHD"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "evaluation accuracy" in done.stdout
+    with open(tmp_path / "paper_SHD.json") as f:
+        saved = json.load(f)
+    assert saved["N_INPUT_DELAY"] == 10 and saved["NUM_HIDDEN"] == 8
+    assert saved["AUGMENTATION"] == {"random_shift": 40.0, "blend": [0.5, 0.5]}
+    bad = subprocess.run(cmd[:-1] + ["NUM_HIDEN=3"], capture_output=True, text=True,
+                         cwd=str(tmp_path))
+    assert bad.returncode != 0 and "NUM_HIDEN" in bad.stderr

@@ -158,3 +158,10 @@ def test_rewire_silent_lifts_the_inputs_of_silent_neurons(tmp_path):
     yinyang(p).train(p)
     w = np.load(tmp_path / "yy_w_input_hidden_last.npy")
     assert np.abs(w).max() < 0.1 and not np.allclose(w, w0)
+
+
+def test_a_typo_in_the_module_dictionary_itself_is_caught(monkeypatch):
+    import simulator_yinyang
+    monkeypatch.setitem(simulator_yinyang.p, "N_EPOCHS", 3)
+    with pytest.raises(KeyError, match="N_EPOCHS.*N_EPOCH"):
+        yinyang(simulator_yinyang.p)
