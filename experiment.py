@@ -45,13 +45,13 @@ class EpochArrays:
 
     def add(self, row):
         self.rows.append(np.asarray(row))
-        width = max(r.shape[0] for r in self.rows)
         if all(r.shape == self.rows[0].shape for r in self.rows):
             stacked = np.stack(self.rows)
         else:
-            stacked = np.full((len(self.rows), width), -1, dtype=np.int64)
+            stacked = np.full((len(self.rows), max(len(r) for r in self.rows)), -1,
+                              dtype=np.int64)
             for i, r in enumerate(self.rows):
-                stacked[i, :len(r)] = r[r >= 0] if len(r) < width else r
+                stacked[i, :len(r)] = r
         utils.save_npy(self.path, stacked)
 
 

@@ -368,3 +368,17 @@ def test_train_SHD_script_with_preset_and_overrides(data_dir, tmp_path):
     bad = subprocess.run(cmd[:-1] + ["NUM_HIDEN=3"], capture_output=True, text=True,
                          cwd=str(tmp_path))
     assert bad.returncode != 0 and "NUM_HIDEN" in bad.stderr
+
+
+def test_prediction_files_pad_epochs_of_different_size(data_dir, tmp_path):
+    """With BALANCE_TRAIN_CLASSES the training set is cut to the smallest class; rows of
+    different length are padded with -1, and a resumed run keeps the earlier rows."""
+    p = small(data_dir, tmp_path, N_EPOCH=1, REC_PREDICTIONS=True, N_TRAIN=90)
+    model = SHD_model(p)
+    model.train(p)
+    model.train(dict(p, N_EPOCH=2, LOAD_LAST=True, BALANCE_TRAIN_CLASSES=True))
+    labels = np.load(tmp_path / "shd_labels_train.npy")
+    assert labels.shape == (2, 90)
+    n_kept = (labels[1] >= 0).sum()
+    assert n_kept < 90 and np.all(labels[1, n_kept:] == -1)
+    assert len(set(np.bincount(labels[1, :n_kept]).tolist())) == 1     # balanced
