@@ -1,10 +1,7 @@
-"""The epoch loop the simulators share: present a data set trial by trial (one mini-batch per
-trial), learn with Adam after the forward and backward pass of each training trial, evaluate,
-record, and report progress.
-
-A simulator (``simulator_yinyang.py`` and the others) builds the network and the data from its
-parameter dictionary and calls ``run_epoch``; it decides the learning-rate schedule, which files to
-write, and what its methods return.
+"""One part of an epoch (training or evaluation) and what it is made of: the network built from a
+parameter dictionary, the trainable parameters, ``Trainer.run_epoch`` (one mini-batch per trial,
+forward and backward pass, one Adam step), per-epoch statistics, recordings, and the rewiring of
+silent neurons. ``experiment.Experiment`` strings these into whole runs.
 """
 import numpy as np
 from tqdm import tqdm
