@@ -382,3 +382,19 @@ def test_prediction_files_pad_epochs_of_different_size(data_dir, tmp_path):
     n_kept = (labels[1] >= 0).sum()
     assert n_kept < 90 and np.all(labels[1, n_kept:] == -1)
     assert len(set(np.bincount(labels[1, :n_kept]).tolist())) == 1     # balanced
+
+
+@pytest.mark.parametrize("reg", ["simple", "Thomas1"])
+@pytest.mark.parametrize("hidden", ["LIF", "hetLIF", "ALIF"])
+def test_every_regulariser_with_every_hidden_type_trains(data_dir, tmp_path, reg, hidden):
+    """Strong regularisation towards silence (NU_UPPER 0) lowers the hidden activity."""
+    base = small(data_dir, tmp_path, N_EPOCH=3, HIDDEN_NEURON_TYPE=hidden, N_VALIDATE=0,
+                 REG_TYPE=reg, LBD_UPPER=0.0, LBD_LOWER=0.0, ETA=1e-2)
+    strong = dict(base, NAME="strong", LBD_UPPER=1e-2, NU_UPPER=0, GLB_UPPER=1e-2,
+                  RHO_UPPER=0.0)
+    model = SHD_model(base)
+    model.train(base)
+    model.train(strong)
+    spikes = [utils.load_epoch_log(str(tmp_path / f"{name}_log.jsonl"))[-1]
+              ["train_hidden_spikes_per_sample"] for name in ("shd", "strong")]
+    assert spikes[1] < 0.8 * spikes[0]
