@@ -74,9 +74,11 @@ def save_checkpoint(prefix, label, trainer, schedule, epoch, best):
 def _load_parameter_files(net, prefix, label):
     """Parameters from the .npy files that exist (flat arrays of the right size are accepted)."""
     params = {k: v.copy() for k, v in net.params.items()}
+    missing = []
     for stem, (name, l) in parameter_slots(net).items():
         path = f"{prefix}_{stem}_{label}.npy"
         if not os.path.exists(path):
+            missing.append(os.path.basename(path))
             continue
         target = params[name] if l is None else params[name][l]
         value = np.load(path)
@@ -84,6 +86,9 @@ def _load_parameter_files(net, prefix, label):
             raise ValueError(f"{path} has {value.size} values; this network needs "
                              f"{target.size} (shape {target.shape})")
         target[...] = value.reshape(target.shape)
+    if missing:
+        warnings.warn(f"no {', '.join(missing)}: these parameters keep their initial values",
+                      RuntimeWarning, stacklevel=3)
     return params
 
 

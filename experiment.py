@@ -74,6 +74,8 @@ class Experiment:
         return p.get("PDROP_INPUT", 0.0), p.get("PDROP_HIDDEN", 0.0)
 
     def recording_filters(self, p):
+        """[epoch, trial] pairs to record per kind (the original's REC_*_EPOCH_TRIAL: only those
+        trials, none when empty); None records every trial."""
         return {"spikes": p.get("REC_SPIKES_EPOCH_TRIAL"),
                 "neurons": p.get("REC_NEURONS_EPOCH_TRIAL"),
                 "synapses": p.get("REC_SYNAPSES_EPOCH_TRIAL")}
@@ -114,6 +116,9 @@ class Experiment:
         results = utils.ResultsFile(prefix + "_results.txt", self._debug_columns(p, net))
         log = utils.EpochLog(prefix + "_log.jsonl")
         p_in, p_hid = self.dropout(p)
+        trial_seed = p["TRAIN_DATA_SEED"]         # seeds hidden dropout and noise of every trial
+        if trial_seed is None:
+            trial_seed = int(np.random.SeedSequence().entropy % 2**31)
         train_stats = eval_stats = None
         total = utils.Timer()
         for epoch in range(first_epoch, n_epoch):
@@ -131,7 +136,7 @@ class Experiment:
                     tr, order, True, lambda: schedule.rate, epoch=epoch, p_drop_input=p_in,
                     p_drop_hidden=p_hid, noise=p.get("HIDDEN_NOISE", 0.0),
                     rng=epoch_rng(p["TRAIN_DATA_SEED"], epoch, STREAM_DROPOUT),
-                    recorder=recorder, seed=p["TRAIN_DATA_SEED"] or 0, progress=p["PROGRESS"],
+                    recorder=recorder, seed=trial_seed, progress=p["PROGRESS"],
                     desc=f"epoch {epoch} train", on_trial=after_training_trial)
                 first_trial = train_stats.n_trials
             if ev is not None and len(ev):

@@ -145,7 +145,7 @@ def output_terms(loss_type, V_out_tr, first_step, labels, dt, T, tau_m_out, n_ba
             d_penalty_T = alpha / tau_1 * np.exp(T / tau_1)
         loss = _cross_entropy(S, labels) + penalty
         t_pred = np.where(spiked, t, np.inf)
-        predictions = np.argmin(t_pred, axis=1)
+        predictions = np.where(spiked.any(axis=1), np.argmin(t_pred, axis=1), -1)  # -1: none
         term = np.where(onehot > 0, (1.0 - S) / tau_0 + d_penalty, -S / tau_0) / n_batch
         fs_term = np.where(spiked, term, 0.0).astype(dtype)
         label_silent = ~spiked[rows, labels]
@@ -153,7 +153,7 @@ def output_terms(loss_type, V_out_tr, first_step, labels, dt, T, tau_m_out, n_ba
         jump_amount = np.zeros((B, C), dtype=dtype)
         jump_step[rows[label_silent], labels[label_silent]] = n_steps - 2
         jump_amount[rows[label_silent], labels[label_silent]] = d_penalty_T / n_batch
-        correct = (predictions == labels) & spiked.any(axis=1)
+        correct = predictions == labels
         return OutputTerms(predictions, loss, correct, A_out, force_g, force_c, jump_step,
                            jump_amount, fs_term)
     else:

@@ -106,7 +106,7 @@ class Recorder:
             if var != "w" or proj not in PROJECTIONS:
                 raise ValueError(f"REC_SYNAPSES: cannot record {var!r} of {proj!r} "
                                  f"(available: (p, 'w') for p in {list(PROJECTIONS)})")
-        self.filters = {k: ({tuple(x) for x in filters[k]} if filters.get(k) else None)
+        self.filters = {k: (None if filters.get(k) is None else {tuple(x) for x in filters[k]})
                         for k in self.KINDS}
         self.trial_ms = trial_ms
         self.spike_t = {pop: [] for pop in self.spikes}

@@ -105,7 +105,7 @@ p = {
     "REC_SPIKES": [],           # "input", "hidden0", "hidden1", ..., "output"
     "REC_NEURONS": [],          # (population, "V" or "I")
     "REC_SYNAPSES": [],         # (projection, "w")
-    "REC_SPIKES_EPOCH_TRIAL": [],   # [epoch, trial] pairs to record (empty: every trial)
+    "REC_SPIKES_EPOCH_TRIAL": [],   # [epoch, trial] pairs to record (empty: none)
     "REC_NEURONS_EPOCH_TRIAL": [],
     "REC_SYNAPSES_EPOCH_TRIAL": [],
     "WRITE_TO_DISK": True,      # save recordings

@@ -161,7 +161,8 @@ class yinyang(Experiment):
         return 0.0, p["PDROP"]
 
     def recording_filters(self, p):
-        return {kind: p["REC_EPOCH_TRIAL"] for kind in ("spikes", "neurons", "synapses")}
+        trials = p["REC_EPOCH_TRIAL"] or None          # empty: every trial
+        return {kind: trials for kind in ("spikes", "neurons", "synapses")}
 
     def wants_weight_snapshot(self, p, epoch, trial):
         return epoch % p["W_EPOCH_INTERVAL"] == 0 and trial % p["W_REPORT_INTERVAL"] == 0

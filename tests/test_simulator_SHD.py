@@ -398,3 +398,13 @@ def test_every_regulariser_with_every_hidden_type_trains(data_dir, tmp_path, reg
     spikes = [utils.load_epoch_log(str(tmp_path / f"{name}_log.jsonl"))[-1]
               ["train_hidden_spikes_per_sample"] for name in ("shd", "strong")]
     assert spikes[1] < 0.8 * spikes[0]
+
+
+def test_missing_parameter_files_are_named_when_loading_original_weights(data_dir, tmp_path):
+    p = small(data_dir, tmp_path, N_EPOCH=1, NAME="orig", RECURRENT=True)
+    model = SHD_model(p)
+    net = model.make_network(p).net
+    np.save(tmp_path / "orig_w_input_hidden_last.npy", net.params["w_input_hidden"])
+    np.save(tmp_path / "orig_w_hidden_output_last.npy", net.params["w_hidden_output"])
+    with pytest.warns(RuntimeWarning, match="orig_w_hidden0_hidden0_last.npy"):
+        model.test(dict(p, LOAD_LAST=True))
