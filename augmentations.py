@@ -1,7 +1,9 @@
 """Per-epoch manipulations of SHD/SSC spike data (spec §5.3): class balancing, spike-number
 normalisation, the four augmentations of the ``AUGMENTATION`` dict and the input delay line.
 
-Every function takes a ``SpikeData`` and returns a NEW one (the input is never modified). Spikes
+Every function takes a ``SpikeData`` and returns a NEW one (the input is never modified; with no
+augmentation at all, ``apply_augmentations`` returns one that shares the input's spike arrays,
+read-only). Spikes
 live on the integer step grid; where an operation moves a spike in time, the new time
 t = step * dt (ms) is converted back with the input sources' emission rule ``times_to_steps``
 (first step whose start time is >= t, spec §2.9). Spikes that leave [0, n_steps) or
@@ -9,10 +11,15 @@ t = step * dt (ms) is converted back with the input sources' emission rule ``tim
 spike, as they would at the input population.
 """
 import numpy as np
+from numba import njit
 
-from spike_data import SpikeData, times_to_steps
+from spike_data import SpikeData, empty_float64, empty_int32, times_to_steps
 
 AUGMENTATION_KEYS = ("random_shift", "random_dilate", "ID_jitter", "blend")
+
+# blend's first guess at its output size: old spikes + factor * expected new spikes + one new
+# sample + slack (it grows the output when a sample does not fit)
+_BLEND_ROOM = (1.1, 1024)
 
 
 def balance_classes(data, rng):
@@ -62,12 +69,28 @@ def normalise_spike_number(train, others, rng):
 def random_shift(data, s, rng):
     """"random_shift": s — per sample one integer channel shift = trunc toward zero of U(-s, s)
     (so 0 is twice as likely as any other value and +-s never occurs, spec §8 item 24); spikes
-    shifted out of [0, n_channels) are dropped."""
-    shifts = np.trunc(rng.uniform(-s, s, size=len(data))).astype(np.int64)
-    sample = data.sample_index()
-    channels = data.channels.astype(np.int64) + shifts[sample]
-    return SpikeData.from_flat(sample, data.steps, channels, data.labels, data.n_steps,
-                               data.n_channels)
+    shifted out of [0, n_channels) are dropped.
+
+    A shift keeps every sample's (step, channel) order, so the result is a filtered copy
+    (``_copy_shifted``), the same as ``SpikeData.from_flat`` of the shifted spikes."""
+    return _shifted(data, _channel_shifts(len(data), s, rng))
+
+
+def _channel_shifts(n, s, rng):
+    """The per-sample shifts of ``random_shift`` (its only random numbers)."""
+    return np.trunc(rng.uniform(-s, s, size=n)).astype(np.int64)
+
+
+def _shifted(data, shifts):
+    """``data`` with the channels of sample i moved by shifts[i] (``random_shift``)."""
+    steps, channels = empty_int32(len(data.steps)), empty_int32(len(data.steps))
+    offsets = np.zeros(len(data) + 1, dtype=np.int64)
+    unused = np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)
+    n = _copy_shifted(data.offsets, data.steps, data.channels, shifts, data.n_channels, steps,
+                      channels, offsets[1:], False, 1.0, False, *unused)
+    np.cumsum(offsets, out=offsets)
+    return SpikeData._unchecked(steps[:n], channels[:n], offsets, data.labels.copy(),
+                                data.n_steps, data.n_channels)
 
 
 def random_dilate(data, lo, hi, dt, rng):
@@ -101,45 +124,92 @@ def blend(data, probs, n_total, rng, dt, speakers=None):
     probability p_i; merge; time shifts re-emitted with times_to_steps; spikes outside [0, T) or
     [0, n_channels) dropped, duplicate (channel, step) pairs collapse.
 
+    Random numbers, per new sample in turn: the anchor (``rng.integers``), the group
+    (``rng.choice``), then one uniform number per spike of each non-empty group member, in member
+    order (``rng.random``).
+
     Returns the extended SpikeData, or (SpikeData, extended speakers) when speakers is given."""
+    return _blend(data, probs, n_total, rng, dt, speakers)
+
+
+def _blend(data, probs, n_total, rng, dt, speakers=None, shifts=None, buffer_size=1 << 22):
+    """``blend`` of ``data``, or with ``shifts`` of ``_shifted(data, shifts)`` (the result of
+    ``random_shift`` then ``blend``) without building that intermediate set.
+
+    The random numbers are drawn here, those of the spikes into a buffer of ``buffer_size``
+    numbers; ``_blend_into`` builds the new samples drawn so far whenever it is full."""
     probs = np.asarray(probs, dtype=np.float64)
     n_new = max(int(n_total) - len(data), 0)
     n_old = len(data)
-    counts = data.spike_counts()
-    sample_all = data.sample_index()
+    k_members = len(probs)
+    moved = shifts is not None
+    shifts = np.zeros(n_old, dtype=np.int64) if shifts is None else shifts
+    # the output: the old samples (copied, or shifted), then the new ones; room for the expected
+    # size (pages never written cost nothing)
+    largest = k_members * int(np.diff(data.offsets).max(initial=0))   # most spikes of a group
+    mean_count = len(data.steps) / n_old if n_old else 0.0
+    factor, slack = _BLEND_ROOM
+    room = len(data.steps) + int(factor * n_new * float(probs.sum()) * mean_count) + largest + slack
+    out = [empty_int32(room), empty_int32(room)]
+    sample_counts = np.empty(n_old + n_new, dtype=np.int64)
+    counts = np.empty(n_old, dtype=np.int64)            # spikes per sample of the set to blend
+    sum_ch, sum_t = np.zeros(n_old), np.zeros(n_old)
+    w = _copy_shifted(data.offsets, data.steps, data.channels, shifts, data.n_channels, out[0],
+                      out[1], sample_counts, True, float(dt), moved, counts, sum_ch, sum_t)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_ch = np.bincount(sample_all, weights=data.channels, minlength=n_old) / counts
-        mean_t = np.bincount(sample_all, weights=data.steps * dt, minlength=n_old) / counts
+        mean_ch = sum_ch / counts
+        mean_t = sum_t / counts
     members = {c: np.flatnonzero(data.labels == c) for c in np.unique(data.labels)}
-
-    samples = [sample_all]
-    steps = [data.steps.astype(np.int64)]
-    channels = [data.channels.astype(np.int64)]
+    old_labels = data.labels.tolist()
     labels = np.empty(n_old + n_new, dtype=np.int64)
     labels[:n_old] = data.labels
     anchors = np.empty(n_new, dtype=np.int64)
-    for j in range(n_new):
-        anchor = int(rng.integers(n_old))
-        anchors[j] = anchor
-        labels[n_old + j] = data.labels[anchor]
-        group = rng.choice(members[data.labels[anchor]], size=len(probs), replace=True)
-        full = counts[group] > 0
-        if full.any():
-            g_ch, g_t = mean_ch[group[full]].mean(), mean_t[group[full]].mean()
-        for i, k in enumerate(group):
-            if not full[i]:
-                continue
-            st, ch = data.sample(k)
-            keep = rng.random(len(st)) < probs[i]
-            d_ch = int(np.rint(g_ch - mean_ch[k]))
-            d_t = float(np.rint(g_t - mean_t[k]))
-            t = st[keep] * dt + d_t
-            inside = t < data.n_steps * dt           # t >= T dropped; t < 0 gives steps < 0
-            samples.append(np.full(int(inside.sum()), n_old + j, dtype=np.int64))
-            steps.append(times_to_steps(t[inside], dt))
-            channels.append(ch[keep][inside].astype(np.int64) + d_ch)
-    out = SpikeData.from_flat(np.concatenate(samples), np.concatenate(steps),
-                              np.concatenate(channels), labels, data.n_steps, data.n_channels)
+
+    u = empty_float64(max(int(buffer_size), largest))
+    max_rows = 1024
+    groups = np.zeros((max_rows, k_members), dtype=np.int64)
+    used = np.zeros((max_rows, k_members), dtype=np.bool_)
+    d_ch = np.zeros((max_rows, k_members), dtype=np.int64)
+    d_t = np.zeros((max_rows, k_members), dtype=np.float64)
+    scratch = [np.empty(largest, dtype=np.int64) for _ in range(3)]
+    j = 0
+    while j < n_new:
+        rows, k = 0, 0
+        used[:] = False
+        while j + rows < n_new and rows < max_rows and k + largest <= len(u):
+            anchor = int(rng.integers(n_old))
+            label = old_labels[anchor]
+            anchors[j + rows] = anchor
+            labels[n_old + j + rows] = label
+            group = rng.choice(members[label], size=k_members, replace=True)
+            full = counts[group] > 0
+            if full.any():
+                chosen = group[full]
+                g_ch, g_t = mean_ch[chosen].mean(), mean_t[chosen].mean()
+                groups[rows] = group
+                used[rows] = full
+                d_ch[rows, full] = np.rint(g_ch - mean_ch[chosen])
+                d_t[rows, full] = np.rint(g_t - mean_t[chosen])
+                n = int(counts[chosen].sum())
+                rng.random(out=u[k:k + n])           # the same numbers as one call per member
+                k += n
+            rows += 1
+        row, k = 0, 0
+        while row < rows:
+            w, row, k = _blend_into(data.offsets, data.steps, data.channels, shifts, moved,
+                                    groups, used, d_ch, d_t, probs, u, row, rows, k, float(dt),
+                                    data.n_steps * dt, data.n_steps, data.n_channels, out[0],
+                                    out[1], w, sample_counts[n_old + j:], *scratch)
+            if row < rows:                          # out of room: grow the output
+                grown = [empty_int32(2 * len(out[0])), empty_int32(2 * len(out[0]))]
+                for old, new in zip(out, grown):
+                    new[:w] = old[:w]
+                out = grown
+        j += rows
+    offsets = np.zeros(n_old + n_new + 1, dtype=np.int64)
+    np.cumsum(sample_counts, out=offsets[1:])
+    out = SpikeData._unchecked(out[0][:w], out[1][:w], offsets, labels, data.n_steps,
+                               data.n_channels)
     if speakers is None:
         return out
     speakers = np.asarray(speakers)
@@ -153,27 +223,45 @@ def apply_augmentations(data, augmentation, dt, rng, n_train=None, speakers=None
     set to ``n_train`` samples (required when "blend" is present).
 
     Returns the new SpikeData, or (SpikeData, speakers) when speakers is given (blend extends
-    them; the other augmentations keep sample order)."""
+    them; the other augmentations keep sample order). Without any of the four augmentations the
+    new SpikeData shares the spike arrays of ``data`` (as read-only views). "random_shift"
+    directly followed by "blend" gives the result of the two in turn, without building the
+    shifted set."""
+    todo = [(key, value) for key, value in augmentation.items() if key in AUGMENTATION_KEYS]
     out = data
-    for key, value in augmentation.items():
+    i = 0
+    while i < len(todo):
+        key, value = todo[i]
         if key == "random_shift":
-            out = random_shift(out, value, rng)
+            shifts = _channel_shifts(len(out), value, rng)
+            if i + 1 < len(todo) and todo[i + 1][0] == "blend":
+                i += 1
+                out, speakers = _blend_step(out, todo[i][1], n_train, rng, dt, speakers, shifts)
+            else:
+                out = _shifted(out, shifts)
         elif key == "random_dilate":
             out = random_dilate(out, value[0], value[1], dt, rng)
         elif key == "ID_jitter":
             out = id_jitter(out, value, rng)
         elif key == "blend":
-            if n_train is None:
-                raise ValueError("the 'blend' augmentation needs n_train")
-            if speakers is None:
-                out = blend(out, value, n_train, rng, dt)
-            else:
-                out, speakers = blend(out, value, n_train, rng, dt, speakers=speakers)
+            out, speakers = _blend_step(out, value, n_train, rng, dt, speakers)
+        i += 1
     if out is data:                                   # no augmentation: still a new object
-        out = data.subset(np.arange(len(data)))
+        shared = [a.view() for a in (data.steps, data.channels, data.offsets)]
+        for a in shared:
+            a.flags.writeable = False
+        out = SpikeData._unchecked(*shared, data.labels.copy(), data.n_steps, data.n_channels)
     if speakers is None:
         return out
     return out, np.array(speakers)
+
+
+def _blend_step(data, probs, n_train, rng, dt, speakers, shifts=None):
+    """(blended set, speakers or None) for ``apply_augmentations``."""
+    if n_train is None:
+        raise ValueError("the 'blend' augmentation needs n_train")
+    out = _blend(data, probs, n_train, rng, dt, speakers, shifts)
+    return out if speakers is not None else (out, None)
 
 
 class DelayLine:
@@ -196,3 +284,154 @@ class DelayLine:
 
     def batch(self, indices, p_drop=0.0, rng=None):
         return self.data.batch(indices, p_drop, rng, shifts=self.shifts)
+
+
+# --- compiled kernels -----------------------------------------------------------------------------
+@njit(cache=True)
+def _copy_shifted(offsets, steps, channels, shifts, n_channels, out_steps, out_channels,
+                  out_counts, stats, dt, dedupe_stats, counts, sum_ch, sum_t):
+    """Write every sample i with its channels moved by shifts[i] to out_steps, out_channels
+    (from index 0; out_counts[i] = spikes of sample i written): spikes that leave
+    [0, n_channels) are dropped and a repeated (step, channel) pair is written once (every
+    sample's spikes being ordered by (step, channel), so are the moved ones, and repeats are
+    neighbours). Returns the number of spikes written.
+
+    With ``stats`` also the statistics ``blend`` needs of its input, per sample in spike order:
+    the number of spikes, the sum of the channels and the sum of step * dt (as
+    ``np.bincount(sample, weights)`` adds them), of the moved spikes in range, all of them
+    (``dedupe_stats`` False: a blend of the unshifted set, whose members are read as they are)
+    or those written (True: the set that ``random_shift`` would have built)."""
+    w = 0
+    for i in range(len(offsets) - 1):
+        first = w
+        d = shifts[i]
+        last_s, last_c = -1, -1
+        n, s_ch, s_t = 0, 0.0, 0.0
+        for j in range(offsets[i], offsets[i + 1]):
+            s = steps[j]
+            c = channels[j] + d
+            inside = (c >= 0) & (c < n_channels)
+            keep = inside & ((s != last_s) | (c != last_c))
+            out_steps[w] = s                  # written always, kept by moving on (no branch)
+            out_channels[w] = c
+            w += keep
+            last_s = s if keep else last_s
+            last_c = c if keep else last_c
+            if stats and (keep if dedupe_stats else inside):
+                n += 1
+                s_ch += np.float64(c)
+                s_t += np.float64(s) * dt
+        out_counts[i] = w - first
+        if stats:
+            counts[i], sum_ch[i], sum_t[i] = n, s_ch, s_t
+    return w
+
+
+@njit(cache=True)
+def _blend_into(offsets, steps, channels, shifts, dedupe, groups, used, d_ch, d_t, probs, u, row,
+                rows, k, dt, t_end, n_steps, n_channels, out_steps, out_channels, w, counts, keys,
+                merged, spare):
+    """Blended samples ``row`` .. ``rows - 1``: sample r merges the members groups[r, i] with
+    used[r, i] (the non-empty ones), shifted by d_ch[r, i] channels and d_t[r, i] ms, each spike
+    kept when its uniform number (u[k], u[k + 1], ..., one per spike of every used member, in
+    order) is below probs[i]. Writes the spikes of sample r from out_steps[w] on, sorted and
+    without repeats, and their number to counts[r]. Stops before a sample that might not fit.
+    Returns (w, row, k) after the last sample written. ``keys``, ``merged``, ``spare``: scratch
+    space for the spikes of one new sample.
+
+    The members are read as ``_copy_shifted`` sees them: channels moved by ``shifts`` first,
+    spikes out of range skipped, and with ``dedupe`` repeated pairs skipped (no uniform number
+    is used for a skipped spike).
+
+    A member's kept spikes are keys (step << 32) | channel; they come out in order (the time
+    shift is monotonic, the channel shift constant), unless two steps fall into one, which is
+    checked. Ordered members are merged, others sorted."""
+    k_members = groups.shape[1]
+    bounds = np.zeros(k_members + 1, dtype=np.int64)
+    while row < rows:
+        n = 0
+        for i in range(k_members):
+            if used[row, i]:
+                n += offsets[groups[row, i] + 1] - offsets[groups[row, i]]
+        if w + n > len(out_steps):
+            break
+        m, runs, ordered = 0, 0, True
+        for i in range(k_members):
+            if not used[row, i]:
+                continue
+            src = groups[row, i]
+            p, move, shift_c, shift_t = probs[i], shifts[src], d_ch[row, i], d_t[row, i]
+            last_step, s, inside, prev = -1, np.int64(-1), False, np.int64(-1)
+            last_c0 = np.int64(-1)
+            for j in range(offsets[src], offsets[src + 1]):
+                c0 = np.int64(channels[j]) + move              # the member's own spike
+                if c0 < 0 or c0 >= n_channels or (dedupe and steps[j] == last_step
+                                                  and c0 == last_c0):
+                    continue
+                last_c0 = c0
+                if steps[j] != last_step:        # the new step depends on the old step only
+                    last_step = steps[j]
+                    t = np.float64(last_step) * dt + shift_t
+                    s = np.int64(np.ceil(t / dt - 1e-6))   # times_to_steps
+                    inside = (t < t_end) & (s >= 0) & (s < n_steps)
+                c = c0 + shift_c
+                keep = (u[k] < p) & inside & (c >= 0) & (c < n_channels)
+                k += 1
+                key = (s << 32) | (c & 0xFFFFFFFF)
+                keys[m] = key                     # written always, kept by moving on
+                m += keep
+                ordered &= (not keep) | (key >= prev)
+                prev = key if keep else prev
+            runs += 1
+            bounds[runs] = m
+        # one ordered list of keys: a single member's, merged ones, or sorted ones
+        source = keys
+        if not ordered:
+            source = np.sort(keys[:m])
+        elif runs > 1:
+            source = _merge_runs(keys, bounds, runs, merged, spare)
+        a = w
+        last = np.int64(-1)
+        for q in range(m):                        # decode, dropping repeats
+            key = source[q]
+            out_steps[w] = key >> 32
+            out_channels[w] = key & 0xFFFFFFFF
+            w += key != last
+            last = key
+        counts[row] = w - a
+        row += 1
+    return w, row, k
+
+
+@njit(cache=True)
+def _merge_runs(keys, bounds, runs, buf_a, buf_b):
+    """Merge the ordered runs keys[bounds[r]:bounds[r + 1]] (r < runs) one after the other,
+    alternating between buf_a and buf_b; returns the buffer with all bounds[runs] keys in
+    order."""
+    src, dst = keys, buf_a
+    n = bounds[1]
+    for r in range(1, runs):
+        if r == 1:
+            src_a, a_end = keys, bounds[1]
+        else:
+            src_a, a_end = src, n
+        i, j, jend, q = 0, bounds[r], bounds[r + 1], 0
+        while i < a_end and j < jend:             # merge step without a branch on the order
+            ka, kb = src_a[i], keys[j]
+            take_a = ka <= kb
+            dst[q] = ka if take_a else kb
+            i += take_a
+            j += not take_a
+            q += 1
+        while i < a_end:
+            dst[q] = src_a[i]
+            i += 1
+            q += 1
+        while j < jend:
+            dst[q] = keys[j]
+            j += 1
+            q += 1
+        n = q
+        src = dst
+        dst = buf_b if r % 2 == 1 else buf_a
+    return src

@@ -156,6 +156,7 @@ class Experiment:
             if learn:
                 best = self._checkpoint(p, trainer, schedule, epoch, best, train_stats,
                                         eval_stats, line)
+            tr = ev = order = None    # free this epoch's data before the next is built
         if p["WRITE_TO_DISK"] and recorder.active:
             recorder.save(p["OUT_DIR"], f"{p['NAME']}_")
         self.network = net

@@ -106,13 +106,14 @@ def main():
         insert_row(path, row)
 
 
-def insert_row(path, row):
-    """Put ``row`` just above the marker line that ends the engine table of BENCHMARKS.md."""
+def insert_row(path, row, marker=ROWS_MARKER):
+    """Put ``row`` just above the ``marker`` line that ends a table of BENCHMARKS.md (default:
+    the engine table)."""
     with open(path) as f:
         text = f.read()
-    if ROWS_MARKER not in text:
-        raise SystemExit(f"{path} has no line {ROWS_MARKER!r} to put the result above")
-    save_text(path, text.replace(ROWS_MARKER, row + ROWS_MARKER, 1))
+    if marker not in text:
+        raise SystemExit(f"{path} has no line {marker!r} to put the result above")
+    save_text(path, text.replace(marker, row + marker, 1))
 
 
 if __name__ == "__main__":

@@ -356,3 +356,180 @@ def test_normalise_spike_number():
     single_train, single_eval = normalise_spike_number(train, evals, np.random.default_rng(3))
     assert isinstance(single_eval, SpikeData)
     assert_same(single_train, new_train)
+
+
+# --- the fast paths of spike_data.py and augmentations.py against straightforward definitions -----
+
+def reference_from_flat(sample, steps, channels, labels, n_steps, n_channels):
+    """from_flat by its definition: drop spikes off the grid, sort the keys (sample, step,
+    channel) and keep each once."""
+    sample, steps, channels = (np.asarray(a, dtype=np.int64) for a in (sample, steps, channels))
+    keep = (steps >= 0) & (steps < n_steps) & (channels >= 0) & (channels < n_channels)
+    keys = sorted(set(zip(sample[keep].tolist(), steps[keep].tolist(),
+                          channels[keep].tolist())))
+    counts = np.bincount(np.array([k[0] for k in keys], dtype=np.int64),
+                         minlength=len(labels))
+    out_steps = np.array([k[1] for k in keys], dtype=np.int64)
+    out_channels = np.array([k[2] for k in keys], dtype=np.int64)
+    return out_steps, out_channels, np.concatenate([[0], np.cumsum(counts)])
+
+
+def assert_matches_flat(data, sample, steps, channels):
+    """``data`` (a SpikeData) equals the reference from_flat of the flat arrays."""
+    ref_steps, ref_channels, ref_offsets = reference_from_flat(
+        sample, steps, channels, data.labels, data.n_steps, data.n_channels)
+    np.testing.assert_array_equal(data.steps, ref_steps)
+    np.testing.assert_array_equal(data.channels, ref_channels)
+    np.testing.assert_array_equal(data.offsets, ref_offsets)
+
+
+def with_repeats(seed, n=12, n_steps=9, n_ch=7, most=50):
+    """A SpikeData made by the constructor itself, so that it may hold repeated (step, channel)
+    pairs (from_flat never makes them)."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, most, n)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return SpikeData(rng.integers(0, n_steps, offsets[-1]), rng.integers(0, n_ch, offsets[-1]),
+                     offsets, rng.integers(0, 3, n), n_steps, n_ch)
+
+
+@pytest.mark.parametrize("n_steps", [7, 60, 5000])      # counting sort / key sort by sample
+def test_from_flat_matches_definition(n_steps):
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(0, 12))
+        per = rng.integers(0, int(rng.choice([4, 40, 300])), n)
+        sample = rng.permutation(np.repeat(np.arange(n), per))
+        steps = rng.integers(-2, n_steps + 2, len(sample))
+        channels = rng.integers(-2, N_CH + 2, len(sample))
+        if seed % 3 == 0:                             # already ordered, as most callers pass
+            order = np.lexsort((channels, steps, sample))
+            sample, steps, channels = sample[order], steps[order], channels[order]
+        data = SpikeData.from_flat(sample, steps, channels, np.arange(n) % 3, n_steps, N_CH)
+        assert_matches_flat(data, sample, steps, channels)
+        assert data.steps.dtype == np.int32 and data.channels.dtype == np.int32
+    with pytest.raises(ValueError, match="sample indices"):
+        SpikeData.from_flat([0, 2], [1, 1], [1, 1], [0, 0], 10, 5)
+    dropped = SpikeData.from_flat([0, 5], [1, 99], [1, 1], [0], 10, 5)   # off-grid: not checked
+    assert dropped.spike_counts().tolist() == [1]
+
+
+def test_constructor_orders_and_checks_like_a_sort():
+    for seed in range(20):
+        data = with_repeats(seed)
+        sample = data.sample_index()
+        rng = np.random.default_rng(seed)
+        steps = rng.integers(0, 9, len(sample))
+        channels = rng.integers(0, 7, len(sample))
+        built = SpikeData(steps, channels, data.offsets, data.labels, 9, 7)
+        order = np.lexsort((channels, steps, sample))
+        np.testing.assert_array_equal(built.steps, steps[order])
+        np.testing.assert_array_equal(built.channels, channels[order])
+    with pytest.raises(ValueError, match="offsets"):
+        SpikeData([1, 2], [0, 0], [0, 3, 2], [0, 0], 10, 5)
+
+
+def test_subset_matches_definition():
+    data = make_data(n=20, seed=4)
+    order = np.random.default_rng(0).integers(0, len(data), 35)
+    for indices in (order, order[:0], [3], [-1, 0, -20]):
+        sub = data.subset(indices)
+        idx = np.asarray(indices, dtype=np.int64) % len(data)
+        assert len(sub) == len(idx)
+        np.testing.assert_array_equal(sub.labels, data.labels[idx])
+        for b, i in enumerate(idx):
+            for got, want in zip(sub.sample(b), data.sample(i)):
+                np.testing.assert_array_equal(got, want)
+    with pytest.raises(IndexError):
+        data.subset([len(data)])
+
+
+def test_random_shift_matches_definition():
+    for seed in range(20):
+        data = make_data(n=25, seed=seed) if seed % 2 else with_repeats(seed)
+        out = random_shift(data, 5, np.random.default_rng(seed))
+        shifts = np.trunc(np.random.default_rng(seed).uniform(-5, 5, len(data))).astype(int)
+        sample = data.sample_index()
+        assert_matches_flat(out, sample, data.steps, data.channels + shifts[sample])
+        np.testing.assert_array_equal(out.labels, data.labels)
+
+
+def reference_blend(data, probs, n_total, rng, dt, speakers):
+    """blend by its docstring, one new sample and one member at a time."""
+    n_old, counts = len(data), data.spike_counts()
+    sample = data.sample_index()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_ch = np.bincount(sample, weights=data.channels, minlength=n_old) / counts
+        mean_t = np.bincount(sample, weights=data.steps * dt, minlength=n_old) / counts
+    flat = [(sample, data.steps, data.channels)]
+    labels, new_speakers = list(data.labels), list(speakers)
+    for j in range(max(n_total - n_old, 0)):
+        anchor = int(rng.integers(n_old))
+        labels.append(data.labels[anchor])
+        new_speakers.append(speakers[anchor])
+        group = rng.choice(np.flatnonzero(data.labels == data.labels[anchor]), size=len(probs),
+                           replace=True)
+        full = counts[group] > 0
+        if full.any():
+            g_ch, g_t = mean_ch[group[full]].mean(), mean_t[group[full]].mean()
+        for i, k in enumerate(group):
+            if not full[i]:
+                continue
+            steps, channels = data.sample(k)
+            keep = rng.random(len(steps)) < probs[i]
+            t = steps[keep] * dt + float(np.rint(g_t - mean_t[k]))
+            inside = t < data.n_steps * dt
+            flat.append((np.full(inside.sum(), n_old + j), times_to_steps(t[inside], dt),
+                         channels[keep][inside] + int(np.rint(g_ch - mean_ch[k]))))
+    sample, steps, channels = (np.concatenate(a) for a in zip(*flat))
+    return (*reference_from_flat(sample, steps, channels, labels, data.n_steps,
+                                 data.n_channels), np.array(labels), np.array(new_speakers))
+
+
+def assert_matches_reference(out, speakers, ref):
+    for got, want in zip((out.steps, out.channels, out.offsets, out.labels, speakers), ref):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dt", [1.0, 0.3, 0.7])
+def test_blend_matches_definition(dt, monkeypatch):
+    import augmentations
+    monkeypatch.setattr(augmentations, "_BLEND_ROOM", (0.0, 0))     # make the output grow
+    for seed in range(12):
+        data = make_data(n=14, seed=seed) if seed % 3 else with_repeats(seed)
+        probs = list(np.random.default_rng(seed).uniform(0.1, 1.0, 1 + seed % 4))
+        speakers = np.arange(len(data)) + 100
+        out, spk = augmentations._blend(data, probs, 60, np.random.default_rng(seed), dt,
+                                        speakers=speakers, buffer_size=97)   # many chunks
+        ref = reference_blend(data, probs, 60, np.random.default_rng(seed), dt, speakers)
+        assert_matches_reference(out, spk, ref)
+        again = blend(data, probs, 60, np.random.default_rng(seed), dt)
+        assert_same(again, out)
+
+
+@pytest.mark.parametrize("dt", [1.0, 0.3])
+def test_shift_then_blend_matches_the_two_in_turn(dt):
+    """apply_augmentations does "random_shift" followed by "blend" in one pass."""
+    for seed in range(12):
+        data = make_data(n=14, seed=seed) if seed % 2 else with_repeats(seed)
+        speakers = np.arange(len(data))
+        aug = {"random_shift": 3, "NORMALISE_SPIKE_NUMBER": False, "blend": [0.8, 0.5]}
+        out, spk = apply_augmentations(data, aug, dt, np.random.default_rng(seed), n_train=50,
+                                       speakers=speakers)
+        rng = np.random.default_rng(seed)
+        shifted = random_shift(data, 3, rng)
+        ref = reference_blend(shifted, [0.8, 0.5], 50, rng, dt, speakers)
+        assert_matches_reference(out, spk, ref)
+
+
+def test_no_augmentation_shares_read_only_arrays():
+    data = make_data()
+    snap = snapshot(data)
+    out = apply_augmentations(data, {"NORMALISE_SPIKE_NUMBER": False}, 1.0,
+                              np.random.default_rng(0))
+    assert out is not data
+    assert_same(out, data)
+    with pytest.raises(ValueError):
+        out.steps[0] = 1
+    out.labels[0] = 99                              # labels are its own
+    assert_unchanged(data, snap)
