@@ -32,6 +32,16 @@ def training_order(p, n, epoch):
     return epoch_rng(p["TRAIN_DATA_SEED"], epoch, STREAM_ORDER).permutation(n)
 
 
+def k_folds(n, k, seed, which=None):
+    """k-fold cross-validation over n samples: a permutation drawn from ``seed`` cut into k
+    near-equal folds. Yields (fold, sorted training indices, sorted validation indices) for the
+    folds in ``which`` (None: all k)."""
+    folds = np.array_split(np.random.default_rng(seed).permutation(n), k)
+    for f in (range(k) if which is None else which):
+        train = np.sort(np.concatenate([folds[j] for j in range(k) if j != f]))
+        yield f, train, np.sort(folds[f])
+
+
 class EpochArrays:
     """One array per epoch, stacked and saved after every epoch as ``path`` (epochs first). Rows of
     different length (predictions) are padded with -1. A resumed run keeps the rows of the

@@ -17,7 +17,7 @@ import numpy as np
 
 import losses
 import utils
-from experiment import Experiment, training_order
+from experiment import Experiment, k_folds, training_order
 from simulation import Trainer, build_network
 from spike_data import SpikeData, times_to_steps
 from yinyang_data import generate_yinyang, yinyang_spike_times
@@ -63,7 +63,8 @@ p = {
     "REWIRE_SILENT": False,     # at epoch end, revive hidden neurons that did not spike ...
     "REWIRE_LIFT": 0.0,         # ... by adding this to their input weights (0: redraw them)
     "REWIRE_LIFT_SILENT_ONLY": True,  # lift only silent neurons' inputs (False: all, as SHD)
-    "N_FOLDS": 5,               # cross_validate: number of folds of the training set
+    "N_FOLDS": 5,               # cross_validate: number of folds of the training set ...
+    "FOLDS": None,              # ... and which of them to run (None: all; e.g. [2] for one)
     "DTYPE": "float32",         # "float32" or "float64"
     "REC_SPIKES": [],           # populations: "input", "hidden", "output"
     "REC_NEURONS": [],          # (population, variable): ("output", "V")
@@ -96,7 +97,7 @@ RULES = {
     "ADAM_EPS": utils.positive, "ETA_DECAY": utils.positive, "PDROP": utils.probability,
     "SHUFFLE": utils.boolean, "REWIRE_SILENT": utils.boolean, "REWIRE_LIFT": utils.number,
     "REWIRE_LIFT_SILENT_ONLY": utils.boolean,
-    "N_FOLDS": utils.integer_at_least(2), "DTYPE": utils.one_of("float32", "float64"),
+    "N_FOLDS": utils.integer_at_least(2), "FOLDS": utils.fold_list, "DTYPE": utils.one_of("float32", "float64"),
     "REC_SPIKES": utils.list_of(str), "REC_NEURONS": utils.list_of((list, tuple)),
     "REC_SYNAPSES": utils.list_of((list, tuple)), "REC_EPOCH_TRIAL": utils.list_of_pairs,
     "WRITE_TO_DISK": utils.boolean, "LOAD_LAST": utils.boolean,
@@ -198,18 +199,15 @@ class yinyang(Experiment):
     def cross_validate(self, params):
         """N_FOLDS-fold cross-validation on the training set: every fold trains a fresh network
         (same MODEL_SEED, so the same initial weights when it is set) on the other folds and
-        evaluates on its own after every epoch. Returns (list of [final train accuracy, final
+        evaluates on its own after every epoch; FOLDS selects folds (None: all). Returns (list of [final train accuracy, final
         validation accuracy] per fold, list of wall-clock seconds per fold)."""
         p = validate(params)
-        k = p["N_FOLDS"]
-        order = np.random.default_rng(p["TRAIN_DATA_SEED"]).permutation(len(self.train_data))
-        folds = np.array_split(order, k)
         accuracies, seconds = [], []
-        for f in range(k):
+        for f, train_idx, eval_idx in k_folds(len(self.train_data), p["N_FOLDS"],
+                                              p["TRAIN_DATA_SEED"], p["FOLDS"]):
             timer = utils.Timer()
-            train_idx = np.sort(np.concatenate([folds[j] for j in range(k) if j != f]))
             train_data = self.train_data.subset(train_idx)
-            eval_data = self.train_data.subset(np.sort(folds[f]))
+            eval_data = self.train_data.subset(eval_idx)
             fold_p = dict(p, NAME=f"{p['NAME']}_fold{f}")
             _, train, evaluation = self.run(fold_p, train_data, eval_data, p["N_EPOCH"], True,
                                              "validation")

@@ -97,6 +97,16 @@ def list_of_pairs(value, p=None):
         return "must be a list of [epoch, trial] pairs"
 
 
+def fold_list(value, p):
+    """FOLDS: None, or a list of distinct fold indices below N_FOLDS."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not value or len(set(value)) != len(value) or \
+            any(not isinstance(f, (int, np.integer)) or isinstance(f, bool) or
+                not 0 <= f < p["N_FOLDS"] for f in value):
+        return f"must be None or a list of distinct fold indices in [0, N_FOLDS = {p['N_FOLDS']})"
+
+
 def list_of(kind):
     def rule(value, p=None):
         if not isinstance(value, (list, tuple)) or any(not isinstance(x, kind) for x in value):

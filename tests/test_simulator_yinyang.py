@@ -165,3 +165,23 @@ def test_a_typo_in_the_module_dictionary_itself_is_caught(monkeypatch):
     monkeypatch.setitem(simulator_yinyang.p, "N_EPOCHS", 3)
     with pytest.raises(KeyError, match="N_EPOCHS.*N_EPOCH"):
         yinyang(simulator_yinyang.p)
+
+
+def test_cross_validate_runs_only_the_selected_folds(tmp_path):
+    p = small(tmp_path, N_EPOCH=1, N_FOLDS=3, FOLDS=[1])
+    accuracies, seconds = yinyang(p).cross_validate(p)
+    assert len(accuracies) == 1
+    assert (tmp_path / "yy_fold1_results.txt").exists()
+    assert not (tmp_path / "yy_fold0_results.txt").exists()
+    with pytest.raises(ValueError, match="FOLDS"):
+        yinyang(p).cross_validate(dict(p, FOLDS=[3]))
+
+
+def test_k_folds_partition_the_samples():
+    from experiment import k_folds
+    folds = list(k_folds(10, 3, 0))
+    assert [f for f, _, _ in folds] == [0, 1, 2]
+    validation = np.concatenate([v for _, _, v in folds])
+    assert sorted(validation) == list(range(10))
+    for _, train, val in folds:
+        assert sorted(np.concatenate([train, val])) == list(range(10))
