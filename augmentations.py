@@ -1,4 +1,4 @@
-"""Per-epoch manipulations of SHD/SSC spike data (spec §5.3): class balancing, spike-number
+"""Per-epoch manipulations of SHD/SSC spike data: class balancing, spike-number
 normalisation, the four augmentations of the ``AUGMENTATION`` dict and the input delay line.
 
 Every function takes a ``SpikeData`` and returns a NEW one (the input is never modified; with no
@@ -6,7 +6,7 @@ augmentation at all, ``apply_augmentations`` returns one that shares the input's
 read-only). Spikes
 live on the integer step grid; where an operation moves a spike in time, the new time
 t = step * dt (ms) is converted back with the input sources' emission rule ``times_to_steps``
-(first step whose start time is >= t, spec §2.9). Spikes that leave [0, n_steps) or
+(first step whose start time is >= t). Spikes that leave [0, n_steps) or
 [0, n_channels) are dropped and duplicate (channel, step) pairs of a sample collapse into one
 spike, as they would at the input population.
 """
@@ -24,7 +24,7 @@ _BLEND_ROOM = (1.1, 1024)
 
 def balance_classes(data, rng):
     """Indices (ascending) of a random subsample with every class cut down to the smallest class
-    count (spec §5.3 item 1, BALANCE_TRAIN/EVAL_CLASSES). Use ``data.subset(idx)`` (and
+    count (BALANCE_TRAIN/EVAL_CLASSES). Use ``data.subset(idx)`` (and
     ``speakers[idx]``) to apply it."""
     classes, counts = np.unique(data.labels, return_counts=True)
     if len(classes) == 0:
@@ -45,7 +45,7 @@ def thin(data, keep_prob, rng):
 
 
 def normalise_spike_number(train, others, rng):
-    """NORMALISE_SPIKE_NUMBER (spec §5.3 item 2): n_min = smallest spike count among the training
+    """NORMALISE_SPIKE_NUMBER: n_min = smallest spike count among the training
     samples; every training AND evaluation sample keeps each spike with probability
     n_min / (its own count) (probability 1 for samples at or below n_min).
 
@@ -68,7 +68,7 @@ def normalise_spike_number(train, others, rng):
 
 def random_shift(data, s, rng):
     """"random_shift": s — per sample one integer channel shift = trunc toward zero of U(-s, s)
-    (so 0 is twice as likely as any other value and +-s never occurs, spec §8 item 24); spikes
+    (so 0 is twice as likely as any other value and +-s never occurs); spikes
     shifted out of [0, n_channels) are dropped.
 
     A shift keeps every sample's (step, channel) order, so the result is a filtered copy
@@ -95,7 +95,7 @@ def _shifted(data, shifts):
 
 def random_dilate(data, lo, hi, dt, rng):
     """"random_dilate": [lo, hi] — per sample a time factor f = exp(U(ln lo, ln hi)); every spike
-    time t = step*dt becomes f*t, emitted at times_to_steps(f*t, dt) (spec §2.9); spikes with
+    time t = step*dt becomes f*t, emitted at times_to_steps(f*t, dt); spikes with
     f*t >= T = n_steps*dt are dropped; duplicates collapse."""
     factors = np.exp(rng.uniform(np.log(lo), np.log(hi), size=len(data)))
     sample = data.sample_index()
@@ -116,7 +116,7 @@ def id_jitter(data, sigma, rng):
 
 
 def blend(data, probs, n_total, rng, dt, speakers=None):
-    """"blend": [p_1..p_K] (spec §5.3) — append n_total - len(data) synthetic samples to data.
+    """"blend": [p_1..p_K] — append n_total - len(data) synthetic samples to data.
     Each: pick a random anchor sample (it fixes label and speaker only); draw K samples of the
     anchor's class with replacement; shift sample i by round(group mean - own mean) channels and
     round(group mean - own mean) ms in time (means over its spikes, group mean = mean of the
@@ -218,7 +218,7 @@ def _blend(data, probs, n_total, rng, dt, speakers=None, shifts=None, buffer_siz
 
 def apply_augmentations(data, augmentation, dt, rng, n_train=None, speakers=None):
     """Apply the "random_shift", "random_dilate", "ID_jitter" and "blend" entries of the
-    ``augmentation`` dict in its insertion order (spec §5.3 item 3); other keys (e.g.
+    ``augmentation`` dict in its insertion order; other keys (e.g.
     "NORMALISE_SPIKE_NUMBER", handled by ``normalise_spike_number``) are ignored. "blend" grows the
     set to ``n_train`` samples (required when "blend" is present).
 
@@ -265,7 +265,7 @@ def _blend_step(data, probs, n_train, rng, dt, speakers, shifts=None):
 
 
 class DelayLine:
-    """Input delay line (N_INPUT_DELAY = n_delay, INPUT_DELAY = delay_ms, spec §5.3) over a
+    """Input delay line (N_INPUT_DELAY = n_delay, INPUT_DELAY = delay_ms) over a
     ``SpikeData``: n_delay + 1 copies of the inputs, copy d on channels c + d * n_channels and
     emitted at times_to_steps(t + d * delay_ms); delayed spikes at t >= T are lost. The copies are
     made per mini-batch (``batch``), so an epoch of SHD with 10 delays needs no 11-fold copy of

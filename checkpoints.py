@@ -1,4 +1,4 @@
-"""Checkpoints and parameter files of a run (spec §6.3), written atomically.
+"""Checkpoints and parameter files of a run, written atomically.
 
 A checkpoint with label "last" or "best" consists of
 

@@ -5,7 +5,7 @@ Network: inputs -> L hidden layers of N neurons (optionally recurrent, self-conn
 independent; the forward kernel runs them in parallel (``prange`` over samples), the backward kernel
 runs per-thread chunks of samples, each with its own gradient accumulators, summed afterwards.
 
-Time base (spec §1.3, §3.3). Step n runs from t_n to t_{n+1}:
+Time base. Step n runs from t_n to t_{n+1}:
   V(t_{n+1}) = alpha V(t_n) + c I(t_n);  threshold test on V(t_{n+1});  a spike "at step n" adds its
   weight to the postsynaptic I(t_{n+1}) = beta I(t_n) + sum_i w_ij s_i(n).
 Backward step m moves the adjoints from t_{m+1} to t_m; the spikes of step m (m < n_steps - 1) then
@@ -82,7 +82,7 @@ def _forward_sample(b, in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
                 if V_l[i] < theta + b_l[i]:
                     continue
                 if p_drop > 0.0 and uniform_hash(seed + 1, b, n, l * N + i) <= p_drop:
-                    continue  # dropped crossing: no spike, no reset (spec §2.3)
+                    continue  # dropped crossing: no spike, no reset
                 g = l * N + i
                 counts[b, g] += 1
                 fired[n_fired] = g

@@ -1,5 +1,5 @@
 """One run of a simulator: the epochs (training part, then evaluation part), the learning-rate
-schedule, rewiring, checkpoints, result files, recordings and progress (spec §4.1, §4.8, §6).
+schedule, rewiring, checkpoints, result files, recordings and progress.
 
 Every simulator class derives from ``Experiment`` and adds its data, its network and its default
 parameters; the epoch loop and every file it writes are here, once.
@@ -183,7 +183,7 @@ class Experiment:
                 utils.save_npy(f"{self.prefix(p)}_{stem}_e{epoch}_t{trial}.npy", array)
 
     def _rewire(self, p, net, epoch, train, evaluation):
-        """REWIRE_SILENT (spec §4.6) with the spike counts of the whole epoch (training and
+        """REWIRE_SILENT with the spike counts of the whole epoch (training and
         evaluation part); the random numbers depend on MODEL_SEED and the epoch only. Returns
         the silent neurons per layer (None without rewiring)."""
         if not p.get("REWIRE_SILENT", False):

@@ -1,4 +1,4 @@
-"""Loss functions of the output layer and hidden-layer regularisation (spec §3.6, §3.9, §3.10).
+"""Loss functions of the output layer and hidden-layer regularisation.
 
 Each loss turns the forward pass of a batch (output voltage trace, first output spike steps) into
 predictions, per-sample losses, and the terms the backward pass needs:
@@ -10,7 +10,7 @@ predictions, per-sample losses, and the terms the backward pass needs:
   triggered by a spike (``max`` read-out, first-spike "phantom" spike), -1 for none;
 * ``fs_term[b, c]``: dl/dt at the first spike of output c (divided by ImV in the backward pass).
 
-Gradient scale (kept from the reference so that published hyperparameters carry over, §3.10):
+Gradient scale (kept from the reference so that published hyperparameters carry over):
 relative to the exact gradient of the batch-mean loss the integral losses carry an extra 1/tau_m,
 ``max`` an extra 1/T, the first-spike losses none; every term divides by the nominal batch size.
 """
@@ -40,7 +40,7 @@ def readout_weight(loss_type, t, T):
 
 
 def accumulator_trace(in_counts, dt, tau_acc, gain=0.01):
-    """Accumulator of ``sum_weigh_input`` (explicit Euler, spec §3.6c), per sample and step:
+    """Accumulator of ``sum_weigh_input`` (explicit Euler), per sample and step:
     V_a <- V_a + (I_a - V_a) dt/tau_acc with I_a = gain x (input spikes of the previous step);
     returns a[b, n] = V_a at the start of step n."""
     B, n_steps = in_counts.shape
@@ -165,7 +165,7 @@ def output_terms(loss_type, V_out_tr, first_step, labels, dt, T, tau_m_out, n_ba
 
 def regularisation_jumps(reg_type, counts, n_batch, lbd_upper, lbd_lower, nu_upper,
                          avg_snsum=False, rho_upper=None, glb_upper=None, dtype=np.float32):
-    """Jump added to lambda_V at every stored spike of hidden neuron (l, i) of sample b (§3.4, §3.9).
+    """Jump added to lambda_V at every stored spike of hidden neuron (l, i) of sample b.
 
     counts: (B, L, N) spike counts of the trial. "simple": -c (nu - nu*)/B with c = LBD_UPPER if
     nu > nu* else LBD_LOWER, nu the neuron's count (its batch mean, sum / N_BATCH, with AVG_SNSUM).

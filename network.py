@@ -24,7 +24,7 @@ OUTPUT_TYPES = ("LI", "hetLI")
 
 def heterogeneous_taus(rng, mean, minimum, shape):
     """Per-neuron time constants ~ Gamma(shape 3, scale mean/3), clipped to [minimum, 3 mean]
-    (hetLIF / hetLI, spec §2.5)."""
+    (hetLIF / hetLI)."""
     return np.clip(rng.gamma(3.0, mean / 3.0, size=shape), minimum, 3.0 * mean)
 
 

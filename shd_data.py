@@ -1,5 +1,5 @@
 """Spiking Heidelberg Digits (SHD) and Spiking Speech Commands (SSC): reading the official HDF5
-files and binning them onto the simulation grid (spec §5.3).
+files and binning them onto the simulation grid.
 
 The official files (Cramer et al. 2020, Zenke lab) are PyTables files with ``/spikes/times``
 (VLArray of spike times in seconds), ``/spikes/units`` (VLArray of channel ids 0..699, uint16),
@@ -120,8 +120,8 @@ def read_h5(path):
 
 def bin_spikes(times_s, units, dt_ms, n_steps, rescale_t=1.0, rescale_x=1.0,
                n_channels=N_CHANNELS):
-    """(steps, channels) of one sample on a grid of ``n_steps`` steps of ``dt_ms`` (spec §5.3;
-    the rule is in the module docstring). Sorted by step, then channel; each (channel, step) at
+    """(steps, channels) of one sample on a grid of ``n_steps`` steps of ``dt_ms``
+    (the rule is in the module docstring). Sorted by step, then channel; each (channel, step) at
     most once; every other distinct pair is kept."""
     times_s = np.asarray(times_s, dtype=np.float64).reshape(-1)
     units = np.asarray(units, dtype=np.int64).reshape(-1)

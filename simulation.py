@@ -235,7 +235,7 @@ def trainable_parameters(net, p):
 
 
 def rewire_silent(params, hidden_spikes, lift, mean, std, rng, lift_only_silent=False):
-    """Rewiring at the end of an epoch (spec §4.6), for every hidden layer l and the projection
+    """Rewiring at the end of an epoch, for every hidden layer l and the projection
     into it (input->hidden for l = 0, hidden(l-1)->hidden(l) otherwise), in place:
 
     * lift != 0: every weight of the projection += lift (as the original does, silent neuron or

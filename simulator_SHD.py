@@ -10,7 +10,7 @@ Usage, as in the reference:
     model = SHD_model(p)
     spike_t, spike_ID, rec_vars_n, rec_vars_s, train_acc, eval_acc = model.train(p)
 
-Data (spec §5.3) are read from the official HDF5 files, binned to DT_MS once and cached; every
+Data are read from the official HDF5 files, binned to DT_MS once and cached; every
 epoch then rebuilds the training set: class balancing, spike-number normalisation and the
 augmentations of AUGMENTATION in their order, a new sample order; the delay line copies the
 inputs per mini-batch.
@@ -71,7 +71,7 @@ p = {
     "HIDDEN_HIDDENFWD_MEAN": 0.02,  # weights from one hidden layer to the next
     "HIDDEN_HIDDENFWD_STD": 0.01,
     "PDROP_INPUT": 0.1,         # input dropout (deletes spikes)
-    "PDROP_HIDDEN": 0.0,        # hidden "dropout" (delays spikes, spec §2.3)
+    "PDROP_HIDDEN": 0.0,        # hidden "dropout" (delays spikes)
     "HIDDEN_NOISE": 0.0,        # membrane noise amplitude in training trials
     "REG_TYPE": "none",         # "none", "simple", "Thomas1"
     "LBD_UPPER": 2e-9,
@@ -80,7 +80,7 @@ p = {
     "RHO_UPPER": 10000.0,
     "GLB_UPPER": 1e-8,
     "AVG_SNSUM": False,
-    "REWIRE_SILENT": False,     # rewire at the end of every epoch (spec §4.6) ...
+    "REWIRE_SILENT": False,     # rewire at the end of every epoch ...
     "REWIRE_LIFT": 0.0,         # ... lifting input weights by this (0: redraw silent neurons')
     "REWIRE_LIFT_SILENT_ONLY": False,  # lift only silent neurons' inputs (original: all)
     "ETA": 1e-3,
@@ -141,7 +141,7 @@ p = {
     "PROGRESS": True,           # progress bar and one line per epoch
 }
 
-# The paper's final configurations (spec §7.5): the base scan settings with the best condition of
+# The paper's final configurations: the base scan settings with the best condition of
 # the final SHD cross-validation scan (1024 recurrent LIF, delay line 10 x 30 ms with input weights
 # divided by 10, shift 40 + blend 0.5/0.5 with N_TRAIN doubled and 50 epochs, rewiring lift 0.002),
 # and the same grid point for SSC on its official validation split.
@@ -353,7 +353,7 @@ class SHD_model(Experiment):
         self._data_key = key
 
     def split(self, p):
-        """(training set, evaluation set or None) of ``train`` per EVALUATION (spec §5.3):
+        """(training set, evaluation set or None) of ``train`` per EVALUATION:
         "random": a permutation (TRAIN_DATA_SEED) of the training file, its first N_VALIDATE
         samples for validation and the next N_TRAIN for training; "speaker": every sample of
         speaker ``sorted speaker ids[SPEAKER_LEFT[0]]`` for validation, N_TRAIN of the others for
@@ -397,7 +397,7 @@ class SHD_model(Experiment):
                                           p["MIN_EPOCH_ETA_FIXED"])
 
     def epoch_data(self, p, epoch, train, evaluation):
-        """The data of one epoch (spec §5.3): class balancing, spike-number normalisation,
+        """The data of one epoch: class balancing, spike-number normalisation,
         augmentations of the training set in AUGMENTATION's order, the sample order, and the
         delay line. Random numbers from TRAIN_DATA_SEED and the epoch only."""
         rng = epoch_rng(p["TRAIN_DATA_SEED"], epoch, STREAM_DATA)

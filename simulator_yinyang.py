@@ -58,7 +58,7 @@ p = {
     "ADAM_BETA2": 0.999,
     "ADAM_EPS": 1e-8,
     "ETA_DECAY": 0.95,          # learning rate x ETA_DECAY at the start of every epoch
-    "PDROP": 0.0,               # hidden dropout probability (delays spikes, spec §2.3)
+    "PDROP": 0.0,               # hidden dropout probability (delays spikes)
     "SHUFFLE": False,           # new random order of the training samples every epoch
     "REWIRE_SILENT": False,     # at epoch end, revive hidden neurons that did not spike ...
     "REWIRE_LIFT": 0.0,         # ... by adding this to their input weights (0: redraw them)

@@ -10,7 +10,7 @@ from numba import njit
 
 
 def times_to_steps(times_ms, dt):
-    """First step whose start time is >= t (the input sources' emission rule, spec §2.9)."""
+    """First step whose start time is >= t (the input sources' emission rule)."""
     return np.ceil(np.asarray(times_ms, dtype=np.float64) / dt - 1e-6).astype(np.int64)
 
 
@@ -125,7 +125,7 @@ class SpikeData:
         ``shifts`` (steps) makes len(shifts) copies of every spike, copy d on channel
         c + d * n_channels at step + shifts[d] (an input delay line; spikes that fall at or after
         the end are lost). With p_drop > 0 each (copied) input spike is deleted with that
-        probability (input dropout, spec §2.3)."""
+        probability (input dropout)."""
         indices = np.asarray(indices, dtype=np.int64)
         shifts = np.asarray(shifts, dtype=np.int64)
         n_candidates = int(np.diff(self.offsets)[indices].sum()) * len(shifts)

@@ -119,7 +119,7 @@ def list_of(kind):
 # ----------------------------------------------------------------------------------------------
 
 class Adam:
-    """Adam (spec §4.4): m <- b1 m + (1-b1) g, v <- b2 v + (1-b2) g^2,
+    """Adam: m <- b1 m + (1-b1) g, v <- b2 v + (1-b2) g^2,
     theta <- theta - eta m_hat / (sqrt(v_hat) + eps), bias-corrected with the step count t >= 1."""
 
     def __init__(self, beta1=0.9, beta2=0.999, eps=1e-8):
@@ -159,7 +159,7 @@ class Adam:
 
 
 class ExponentialDecay:
-    """Yin-Yang learning rate (spec §4.5): rate x ``decay`` at the start of every epoch (also the
+    """Yin-Yang learning rate: rate x ``decay`` at the start of every epoch (also the
     first, so epoch e uses eta * decay^(e+1))."""
 
     def __init__(self, eta, decay):
@@ -183,7 +183,7 @@ class ExponentialDecay:
 
 
 class LearningRateSchedule:
-    """SHD/SSC learning rate (spec §4.5).
+    """SHD/SSC learning rate.
 
     Ease-in: the effective rate starts at target / 1000 when a run starts and is multiplied by
     ``ease_in_factor`` after every trial, training or evaluation, until it reaches the target.

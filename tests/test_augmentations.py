@@ -1,4 +1,4 @@
-"""augmentations: per-epoch data manipulations of spec §5.3 on small synthetic SpikeData."""
+"""augmentations: per-epoch data manipulations on small synthetic SpikeData."""
 import numpy as np
 import pytest
 

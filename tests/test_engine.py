@@ -1,5 +1,5 @@
 """The CPU engine: gradients against finite differences of the time-stepped loss (hidden->output
-weights, spec §10.3), spike alignment in closed form (§10.4), regularisation jumps (§10.5),
+weights), spike alignment in closed form, regularisation jumps,
 float32 vs float64, N_MAX_SPIKE overflow reporting, spike-store growth, dropout and noise."""
 import math
 
@@ -62,7 +62,7 @@ def rel_err(a, b):
                                      "hetLI"])
 def test_max_loss_output_gradient_equals_stepped_fd(variant):
     """For ``max`` the discrete adjoint is the exact derivative of the stepped loss with respect
-    to hidden->output weights, times T (spec §3.10): equal to rounding."""
+    to hidden->output weights, times T: equal to rounding."""
     kw = {"feedforward": {}, "recurrent": {"recurrent": True}, "two_layers": {"n_layers": 2},
           "ALIF": {"hidden_type": "ALIF"}, "hetLIF": {"hidden_type": "hetLIF"},
           "hetLI": {"output_type": "hetLI"}}[variant]
@@ -104,7 +104,7 @@ def test_first_spike_output_gradient_is_zero_in_stepped_fd_sense():
 def test_spike_alignment_closed_form():
     """One input spike at step m0 drives one hidden neuron to a single spike at step k; with only a
     regularisation jump R at that spike, the input weight gradient is -tau_s lambda_I(t_{m0+1})
-    = -tau_s R tau_m/(tau_m - tau_s) (alpha^K - beta^K), K = k - m0 - 1 (spec §3.3, §10.4)."""
+    = -tau_s R tau_m/(tau_m - tau_s) (alpha^K - beta^K), K = k - m0 - 1."""
     dt, T, tau_m, tau_s = 1.0, 60.0, 20.0, 5.0
     net = EventPropNetwork(1, 1, 1, dt=dt, trial_ms=T, loss_type="sum", n_batch=1,
                            reg_type="simple", lbd_upper=0.5, lbd_lower=0.5, nu_upper=3.0,
@@ -236,7 +236,7 @@ def test_partial_batch_uses_nominal_batch_size():
 @pytest.mark.parametrize("loss_type,scale", [("sum_weigh_exp", 20.0), ("max", 40.0)])
 def test_output_tau_gradients_converge_to_stepped_fd(loss_type, scale):
     """LI outputs are smooth in their time constants, so the stepped loss checks the output tau
-    gradients (intended integrals of spec §3.7); the discrete error shrinks with dt."""
+    gradients (intended integrals); the discrete error shrinks with dt."""
     errors = []
     for dt in (0.5, 0.1):
         net = make_net(loss_type, dt=dt, T=40.0, train_tau_output=True)

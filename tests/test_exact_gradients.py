@@ -1,14 +1,13 @@
 """EventProp gradients of the CPU engine against central finite differences of the exact
-continuous-time (exact spike time) loss, computed with tests/exact_reference.py (spec §3.10,
-§3.11, §10.3).
+continuous-time (exact spike time) loss, computed with tests/exact_reference.py.
 
-The engine's gradient is an O(dt) approximation of the exact gradient (§3.11), so the networks are
+The engine's gradient is an O(dt) approximation of the exact gradient, so the networks are
 tiny (5 inputs, 5 hidden per layer, 3 outputs, 3 samples, T = 30 ms), everything is float64 and
 the main comparison runs at dt = 0.01 ms. Gradients are compared per parameter array through the
 relative error norm |g - g_fd| / |g_fd| and the cosine between g and g_fd, with the scale factors
-of §3.10 (tau_m g for sum*/avg_xentropy, T g for max, g for the first-spike losses).
+of the original (tau_m g for sum*/avg_xentropy, T g for max, g for the first-spike losses).
 
-Time alignment (spec §1.3, engine_cpu docstring): an input spike of engine step n reaches the
+Time alignment (engine_cpu docstring): an input spike of engine step n reaches the
 postsynaptic current at t_{n+1} = (n + 1) dt, so the exact simulation receives it at that time.
 Input spike times lie on a 0.1 ms grid, which every tested dt resolves.
 
@@ -46,7 +45,7 @@ CONFIGS = {
     "two_layer": dict(kw=dict(n_layers=2, recurrent=True), seed=1, data=1,
                       losses=losses.LI_LOSSES),
     # ALIF: the engine's exact hybrid-system jump (models.alif_spike_jump), not the reference's
-    # heuristic of spec §3.8, is what the exact simulation can confirm
+    # heuristic of the original, is what the exact simulation can confirm
     "ALIF": dict(kw=dict(hidden_type="ALIF", recurrent=True, tau_b=20.0, b_incr=0.3),
                  init={"input_hidden": (0.7, 0.5)}, seed=1, data=1, losses=losses.LI_LOSSES),
     "hetLIF_taus": dict(kw=dict(hidden_type="hetLIF", recurrent=True, train_tau=True,
@@ -71,7 +70,7 @@ def make_net(name, loss_type, dt):
     net = EventPropNetwork(N_IN, N_HID, N_OUT, dt=dt, trial_ms=T, loss_type=loss_type,
                            init=init, seed=cfg["seed"], n_batch=N_SAMPLES, dtype=np.float64,
                            **LOSS_PARAMS, **cfg["kw"])
-    # positive hidden->output weights keep the max read-out off kinks (spec §3.6d)
+    # positive hidden->output weights keep the max read-out off kinks
     net.params["w_hidden_output"] = np.abs(net.params["w_hidden_output"])
     return net
 
@@ -108,7 +107,7 @@ def input_times(seed):
 
 def engine_batch(times, dt, n_steps):
     """Engine layout of ``times``: a spike at t goes to step t/dt - 1, whose spikes the synapse
-    receives at t_{n+1} = t (spec §1.3)."""
+    receives at t_{n+1} = t."""
     steps = [np.concatenate([np.rint(t / dt).astype(np.int64) - 1 for t in sample])
              for sample in times]
     chans = [np.concatenate([np.full(t.size, i) for i, t in enumerate(sample)])
@@ -182,7 +181,7 @@ def finite_differences(name):
 
 
 def gradient_scale(net):
-    """Engine gradient x scale = gradient of the batch-mean loss (spec §3.10)."""
+    """Engine gradient x scale = gradient of the batch-mean loss."""
     if net.loss_type in losses.FIRST_SPIKE_LOSSES:
         return 1.0
     if net.loss_type == "max":
@@ -228,7 +227,7 @@ CASES = [(name, lt) for name, cfg in CONFIGS.items() for lt in cfg["losses"]]
 def test_gradients_match_exact_finite_differences(name, loss_type):
     """Every weight (input->hidden, recurrent, hidden->hidden forward, hidden->output) and the
     trained time constants: scaled engine gradient at dt = 0.01 ms vs central differences of the
-    exact loss (spec §3.10, §3.11, §10.3); the engine's spike counts equal the exact ones."""
+    exact loss; the engine's spike counts equal the exact ones."""
     ref = finite_differences(name)
     grads, counts = engine_gradients(name, loss_type, DT)
     assert np.array_equal(counts[0], ref["counts"][0])
@@ -247,7 +246,7 @@ def test_gradients_match_exact_finite_differences(name, loss_type):
 
 
 # One loss per network (not two_layer: at dt = 0.1 its spike counts differ from the exact ones and
-# the error stalls between 0.1 and 0.05 ms, the non-monotone convergence of spec §3.11).
+# the error stalls between 0.1 and 0.05 ms, a non-monotone convergence).
 TREND_CASES = [("recurrent", "sum"), ("recurrent", "max"), ("ALIF", "avg_xentropy"),
                ("hetLIF_taus", "sum_weigh_exp"), ("first_spike_taus", "first_spike_exp")]
 
@@ -257,7 +256,7 @@ TREND_CASES = [("recurrent", "sum"), ("recurrent", "max"), ("ALIF", "avg_xentrop
 def test_error_decreases_with_dt(name, loss_type):
     """The discretisation error of the whole gradient (all checked parameters together) shrinks
     monotonically as dt goes 0.1 -> 0.05 -> 0.02 -> 0.01 ms, by more than 4x overall (first
-    order, spec §3.11)."""
+    order)."""
     ref = finite_differences(name)
     g_fd = np.concatenate([ref["grads"][loss_type][k].ravel()
                            for k in sorted(ref["grads"][loss_type])])
@@ -273,9 +272,9 @@ def test_error_decreases_with_dt(name, loss_type):
 @pytest.mark.parametrize("shift", [0, 1])
 def test_input_alignment_first_hidden_spikes(shift):
     """Until its first spike, a hidden neuron of a feed-forward net is linear in its input and the
-    engine's step is exact (spec §2.2), so with the input spike of step n placed at t_{n+1} in the
-    exact simulation (spec §1.3) the first spike of every hidden neuron falls in the step
-    containing the exact crossing, and its stored ImV = I(t_k) - V(t_{k+1}) (spec §2.4) equals the
+    engine's step is exact, so with the input spike of step n placed at t_{n+1} in the
+    exact simulation the first spike of every hidden neuron falls in the step
+    containing the exact crossing, and its stored ImV = I(t_k) - V(t_{k+1}) equals the
     exact value to rounding. Placing the exact inputs one step later (shift 1) must break this."""
     dt = 0.05
     net = EventPropNetwork(N_IN, N_HID, N_OUT, dt=dt, trial_ms=T, loss_type="sum", seed=4,

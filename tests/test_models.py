@@ -1,4 +1,4 @@
-"""Single-neuron equations of models.py against closed-form solutions (spec §10.1, §10.2)."""
+"""Single-neuron equations of models.py against closed-form solutions."""
 import math
 
 import numpy as np

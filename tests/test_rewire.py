@@ -1,4 +1,4 @@
-"""Rewiring of silent hidden neurons at the end of an epoch (spec §4.6)."""
+"""Rewiring of silent hidden neurons at the end of an epoch."""
 import numpy as np
 
 from simulation import rewire_silent

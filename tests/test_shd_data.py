@@ -1,4 +1,4 @@
-"""shd_data: reading official-layout SHD/SSC files, binning (spec §5.3) and the .npz cache, on
+"""shd_data: reading official-layout SHD/SSC files, binning and the .npz cache, on
 small files written here with PyTables in the official layout."""
 import os
 import sys

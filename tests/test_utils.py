@@ -150,7 +150,7 @@ def test_learning_rate_plateau_on_a_synthetic_accuracy_sequence():
 
 
 def test_learning_rate_without_evaluation_halves_every_min_epochs_plus_one():
-    """Spec §8.20: accuracy 0 (no evaluation set) makes E1 <= E2 always true."""
+    """As in the original: accuracy 0 (no evaluation set) makes E1 <= E2 always true."""
     from utils import LearningRateSchedule
     lr = LearningRateSchedule(1.0, min_epochs_fixed=3)
     reductions = [e for e in range(1, 13) if lr.end_of_epoch(e, 0.0)]
