@@ -38,7 +38,7 @@ from tqdm import tqdm
 import utils
 
 SIMULATORS = {"simulator_yinyang": "yinyang", "simulator_SHD": "SHD_model",
-              "simulator_MNIST": "mnist_model", "simulator_SMNIST": "smnist_model",
+              "simulator_MNIST": "mnist_model", "simulator_SMNIST": "SMNIST_model",
               "simulator_DVS_gesture": "DVS_gesture_model"}
 METHODS = ("train", "train_test", "cross_validate")
 SPEC_KEYS = {"simulator", "class", "method", "base", "grid", "sets", "folds", "out_dir",
