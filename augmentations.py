@@ -435,3 +435,15 @@ def _merge_runs(keys, bounds, runs, buf_a, buf_b):
         src = dst
         dst = buf_b if r % 2 == 1 else buf_a
     return src
+
+
+def reduce_classes(data, speakers, classes):
+    """Keep the samples of ``classes`` and relabel them 0, 1, ... in the order of the list."""
+    if classes is None:
+        return data, speakers
+    lookup = np.full(max(int(data.labels.max(initial=0)), max(classes)) + 1, -1, dtype=np.int64)
+    lookup[list(classes)] = np.arange(len(classes))
+    keep = np.flatnonzero(lookup[data.labels] >= 0)
+    out = data.subset(keep)
+    out.labels = lookup[out.labels]
+    return out, (speakers[keep] if speakers is not None else None)

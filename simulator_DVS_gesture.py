@@ -38,10 +38,11 @@ import numpy as np
 import augmentations
 import dvs_data
 import simulator_SHD
+import parameters
 import utils
 from experiment import STREAM_DATA, Experiment, epoch_rng, k_folds, training_order
 from simulation import Trainer, build_network, trainable_parameters
-from simulator_SHD import reduce_classes
+from augmentations import reduce_classes
 
 p = {
     "OUT_DIR": ".",             # folder for every file a run writes
@@ -182,13 +183,11 @@ def augmentation_rule(value, p=None):
 # The defaults as shipped: users edit p itself, so p cannot serve to detect unknown keys.
 DEFAULTS = copy.deepcopy(p)
 
-RULES = {key: rule for key, rule in simulator_SHD.RULES.items() if key in DEFAULTS}
-RULES.update({
+RULES = parameters.rules_for(DEFAULTS, {
     "CROP_START_MS": utils.non_negative, "N_FOLDS": utils.integer_at_least(2),
     "FOLDS": utils.fold_list, "FOLD_BY": utils.one_of("user", "random"),
     "AUGMENTATION": augmentation_rule,
 })
-assert set(RULES) == set(DEFAULTS), set(DEFAULTS) ^ set(RULES)
 
 
 def validate(params):

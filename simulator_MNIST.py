@@ -24,13 +24,13 @@ import os
 
 import numpy as np
 
-import losses
 import mnist_data
+import parameters
 import utils
 from augmentations import DelayLine, balance_classes
 from experiment import STREAM_DATA, Experiment, epoch_rng, training_order
 from simulation import Trainer, build_network, trainable_parameters
-from simulator_SHD import reduce_classes
+from augmentations import reduce_classes
 
 p = {
     "OUT_DIR": ".",             # folder for every file a run writes
@@ -122,55 +122,12 @@ def optional_digit_list(value, p=None):
         return f"must be None or a list of distinct digits 0..{mnist_data.N_CLASSES - 1}"
 
 
-def optional_string(value, p=None):
-    if value is not None and not isinstance(value, str):
-        return "must be None or a string"
-
-
-def anything(value, p=None):
-    return None
-
-
 # The defaults as shipped: users edit p itself, so p cannot serve to detect unknown keys.
 DEFAULTS = copy.deepcopy(p)
 
-RULES = {
-    "OUT_DIR": utils.string, "NAME": utils.string, "DEBUG_HIDDEN_N": utils.boolean,
-    "DT_MS": utils.positive, "BUILD": utils.boolean, "TIMING": utils.boolean,
-    "TRAIN_DATA_SEED": utils.optional_seed, "TEST_DATA_SEED": utils.optional_seed,
-    "MODEL_SEED": utils.optional_seed, "TRIAL_MS": utils.positive,
-    "N_MAX_SPIKE": utils.integer_at_least(1), "N_BATCH": utils.integer_at_least(1),
-    "N_TRAIN": utils.integer_at_least(1), "N_VALIDATE": utils.integer_at_least(0),
-    "N_TEST": utils.integer_at_least(1), "N_EPOCH": utils.integer_at_least(0),
-    "SHUFFLE": utils.boolean, "NUM_HIDDEN": utils.integer_at_least(1),
-    "RECURRENT": utils.boolean, "TAU_SYN": utils.positive, "TAU_MEM": utils.positive,
-    "V_THRESH": utils.number, "V_RESET": utils.number,
-    "INPUT_HIDDEN_MEAN": utils.number, "INPUT_HIDDEN_STD": utils.non_negative,
-    "HIDDEN_OUTPUT_MEAN": utils.number, "HIDDEN_OUTPUT_STD": utils.non_negative,
-    "HIDDEN_HIDDEN_MEAN": utils.number, "HIDDEN_HIDDEN_STD": utils.non_negative,
-    "PDROP_INPUT": utils.probability, "PDROP_HIDDEN": utils.probability,
-    "REG_TYPE": utils.one_of("none", "simple", "Thomas1"),
-    "LBD_UPPER": utils.non_negative, "LBD_LOWER": utils.non_negative,
-    "NU_UPPER": utils.non_negative, "RHO_UPPER": utils.non_negative,
-    "GLB_UPPER": utils.non_negative, "ETA": utils.non_negative,
-    "ADAM_BETA1": utils.probability, "ADAM_BETA2": utils.probability,
-    "ADAM_EPS": utils.positive, "W_OUTPUT_EPOCH_TRIAL": utils.list_of_pairs,
-    "SPK_REC_STEPS": anything, "REC_SPIKES": utils.list_of(str),
-    "REC_NEURONS": utils.list_of((list, tuple)), "REC_SYNAPSES": utils.list_of((list, tuple)),
-    "REC_SPIKES_EPOCH_TRIAL": utils.list_of_pairs,
-    "REC_NEURONS_EPOCH_TRIAL": utils.list_of_pairs,
-    "REC_SYNAPSES_EPOCH_TRIAL": utils.list_of_pairs, "WRITE_TO_DISK": utils.boolean,
-    "LOAD_LAST": utils.boolean, "LOAD_BEST": utils.boolean, "CHECKPOINT_NAME": optional_string,
-    "CHECKPOINT": utils.boolean,
-    "CHECKPOINT_BEST": utils.one_of("neither", "validation", "training"),
-    "LOSS_TYPE": utils.one_of(*losses.LOSS_TYPES), "TAU_ACCUMULATOR": utils.positive,
-    "EVALUATION": anything, "CUDA_VISIBLE_DEVICES": anything, "AVG_SNSUM": utils.boolean,
-    "REDUCED_CLASSES": optional_digit_list, "TAU_0": utils.positive, "TAU_1": utils.positive,
-    "ALPHA": utils.non_negative, "COLLECT_CONFUSION": utils.boolean,
-    "REC_PREDICTIONS": utils.boolean, "N_FOLDS": utils.integer_at_least(2),
-    "DATA_DIR": utils.string, "DOWNLOAD": utils.boolean,
-    "DTYPE": utils.one_of("float32", "float64"), "PROGRESS": utils.boolean,
-}
+RULES = parameters.rules_for(DEFAULTS, {
+    "EVALUATION": utils.anything, "REDUCED_CLASSES": optional_digit_list,
+})
 
 
 def validate(params):

@@ -22,9 +22,10 @@ import os
 import numpy as np
 
 import augmentations
-import losses
+import parameters
 import shd_data
 import utils
+from augmentations import reduce_classes
 from experiment import STREAM_DATA, Experiment, epoch_rng, training_order
 from simulation import Trainer, build_network, trainable_parameters
 
@@ -195,90 +196,22 @@ def augmentation_rule(value, p=None):
             return f"{key!r}: {message}"
 
 
-def optional_class_list(value, p=None):
-    if value is None:
-        return None
-    if not isinstance(value, (list, tuple)) or not value or any(
-            not isinstance(c, (int, np.integer)) or isinstance(c, bool) or c < 0 for c in value) \
-            or len(set(value)) != len(value):
-        return "must be None or a list of distinct class numbers"
-
-
 def list_of_indices(value, p=None):
     if not isinstance(value, (list, tuple)) or not value or any(
             not isinstance(i, (int, np.integer)) or isinstance(i, bool) or i < 0 for i in value):
         return "must be a non-empty list of speaker indices (0, 1, ...)"
 
 
-def optional_string(value, p=None):
-    if value is not None and not isinstance(value, str):
-        return "must be None or a string"
-
-
-def anything(value, p=None):
-    return None
-
-
 # The defaults as shipped: users edit p itself, so p cannot serve to detect unknown keys.
 DEFAULTS = copy.deepcopy(p)
 
-RULES = {
-    "OUT_DIR": utils.string, "NAME": utils.string, "DEBUG_HIDDEN_N": utils.boolean,
-    "DT_MS": utils.positive, "BUILD": utils.boolean, "TIMING": utils.boolean,
-    "PROFILE": utils.boolean, "TRAIN_DATA_SEED": utils.optional_seed,
-    "TEST_DATA_SEED": utils.optional_seed, "MODEL_SEED": utils.optional_seed,
-    "TRIAL_MS": utils.positive, "N_MAX_SPIKE": utils.integer_at_least(1),
-    "N_BATCH": utils.integer_at_least(1), "N_TRAIN": utils.integer_at_least(1),
-    "N_VALIDATE": utils.integer_at_least(0), "N_EPOCH": utils.integer_at_least(0),
-    "SHUFFLE": utils.boolean, "NUM_HIDDEN": utils.integer_at_least(1),
-    "RECURRENT": utils.boolean, "N_HID_LAYER": utils.integer_at_least(1),
-    "N_INPUT_DELAY": utils.integer_at_least(0), "INPUT_DELAY": utils.non_negative,
-    "TAU_SYN": utils.positive, "TAU_MEM": utils.positive, "V_THRESH": utils.number,
-    "V_RESET": utils.number, "HIDDEN_NEURON_TYPE": utils.one_of("LIF", "hetLIF", "ALIF"),
-    "OUTPUT_NEURON_TYPE": utils.one_of("LI", "hetLI"), "TAU_B": utils.positive,
-    "B_INCR": utils.number, "B_INIT": lambda v, p=None: None if v == 0 else
-    "only 0.0 is supported",
-    "INPUT_HIDDEN_MEAN": utils.number, "INPUT_HIDDEN_STD": utils.non_negative,
-    "HIDDEN_OUTPUT_MEAN": utils.number, "HIDDEN_OUTPUT_STD": utils.non_negative,
-    "HIDDEN_HIDDEN_MEAN": utils.number, "HIDDEN_HIDDEN_STD": utils.non_negative,
-    "HIDDEN_HIDDENFWD_MEAN": utils.number, "HIDDEN_HIDDENFWD_STD": utils.non_negative,
-    "PDROP_INPUT": utils.probability, "PDROP_HIDDEN": utils.probability,
-    "HIDDEN_NOISE": utils.non_negative, "REG_TYPE": utils.one_of("none", "simple", "Thomas1"),
-    "LBD_UPPER": utils.non_negative, "LBD_LOWER": utils.non_negative,
-    "NU_UPPER": utils.non_negative, "RHO_UPPER": utils.non_negative,
-    "GLB_UPPER": utils.non_negative, "AVG_SNSUM": utils.boolean,
-    "REWIRE_SILENT": utils.boolean, "REWIRE_LIFT": utils.number,
-    "REWIRE_LIFT_SILENT_ONLY": utils.boolean, "ETA": utils.non_negative,
-    "ADAM_BETA1": utils.probability, "ADAM_BETA2": utils.probability,
-    "ADAM_EPS": utils.positive, "LR_EASE_IN_FACTOR": utils.positive,
-    "EMA_ALPHA1": utils.probability, "EMA_ALPHA2": utils.probability,
-    "ETA_FAC": utils.positive, "MIN_EPOCH_ETA_FIXED": utils.integer_at_least(0),
-    "EMA_WHICH": utils.one_of("validation", "training"), "TRAIN_TAU": utils.boolean,
-    "MIN_TAU_M": utils.positive, "MIN_TAU_SYN": utils.positive,
-    "TRAIN_TAU_OUTPUT": utils.boolean, "TRAIN_W": utils.boolean,
-    "TRAIN_W_OUTPUT": utils.boolean, "W_OUTPUT_EPOCH_TRIAL": utils.list_of_pairs,
-    "TAU_OUTPUT_EPOCH_TRIAL": utils.list_of_pairs, "SPK_REC_STEPS": anything,
-    "REC_SPIKES": utils.list_of(str), "REC_NEURONS": utils.list_of((list, tuple)),
-    "REC_SYNAPSES": utils.list_of((list, tuple)),
-    "REC_SPIKES_EPOCH_TRIAL": utils.list_of_pairs,
-    "REC_NEURONS_EPOCH_TRIAL": utils.list_of_pairs,
-    "REC_SYNAPSES_EPOCH_TRIAL": utils.list_of_pairs, "WRITE_TO_DISK": utils.boolean,
-    "LOAD_LAST": utils.boolean, "LOAD_BEST": utils.boolean, "CHECKPOINT_NAME": optional_string,
-    "CHECKPOINT": utils.boolean,
-    "CHECKPOINT_BEST": utils.one_of("neither", "validation", "training"),
-    "LOSS_TYPE": utils.one_of(*losses.LOSS_TYPES), "TAU_ACCUMULATOR": utils.positive,
-    "TAU_0": utils.positive, "TAU_1": utils.positive, "ALPHA": utils.non_negative,
+RULES = parameters.rules_for(DEFAULTS, {
     "EVALUATION": utils.one_of("random", "speaker", "validation_set"),
-    "SPEAKER_LEFT": list_of_indices, "CUDA_VISIBLE_DEVICES": anything,
-    "REDUCED_CLASSES": optional_class_list, "AUGMENTATION": augmentation_rule,
-    "COLLECT_CONFUSION": utils.boolean, "REC_PREDICTIONS": utils.boolean,
-    "RESCALE_T": utils.positive, "RESCALE_X": utils.positive,
-    "BALANCE_TRAIN_CLASSES": utils.boolean, "BALANCE_EVAL_CLASSES": utils.boolean,
+    "SPEAKER_LEFT": list_of_indices,
+    "AUGMENTATION": augmentation_rule, "RESCALE_T": utils.positive, "RESCALE_X": utils.positive,
     "DATA_SET": utils.one_of("SHD", "SSC"), "DATASET": utils.one_of(None, "SHD", "SSC"),
-    "DATA_DIR": utils.string, "CACHE_DIR": optional_string, "DOWNLOAD": utils.boolean,
-    "DATA_BUFFER_NAME": anything, "TEST_ST_INTEGRITY": anything,
-    "DTYPE": utils.one_of("float32", "float64"), "PROGRESS": utils.boolean,
-}
+    "DATA_BUFFER_NAME": utils.anything, "TEST_ST_INTEGRITY": utils.anything,
+})
 
 
 def dataset_of(p):
@@ -305,18 +238,6 @@ def validate(params):
         raise ValueError(f"invalid p['REDUCED_CLASSES'] = {classes}: {dataset} has classes "
                          f"0..{N_CLASSES[dataset] - 1}")
     return full
-
-
-def reduce_classes(data, speakers, classes):
-    """Keep the samples of ``classes`` and relabel them 0, 1, ... in the order of the list."""
-    if classes is None:
-        return data, speakers
-    lookup = np.full(max(int(data.labels.max(initial=0)), max(classes)) + 1, -1, dtype=np.int64)
-    lookup[list(classes)] = np.arange(len(classes))
-    keep = np.flatnonzero(lookup[data.labels] >= 0)
-    out = data.subset(keep)
-    out.labels = lookup[out.labels]
-    return out, (speakers[keep] if speakers is not None else None)
 
 
 class SHD_model(Experiment):

@@ -15,7 +15,7 @@ output spike counts as wrong).
 import copy
 import numpy as np
 
-import losses
+import parameters
 import utils
 from experiment import Experiment, k_folds, training_order
 from simulation import Trainer, build_network
@@ -80,30 +80,11 @@ p = {
 # The defaults as shipped: users edit p itself, so p cannot serve to detect unknown keys.
 DEFAULTS = copy.deepcopy(p)
 
-RULES = {
-    "OUT_DIR": utils.string, "NAME": utils.string, "DT_MS": utils.positive,
-    "BUILD": utils.boolean, "TIMING": utils.boolean,
-    "TRAIN_DATA_SEED": utils.optional_seed, "TEST_DATA_SEED": utils.optional_seed,
-    "MODEL_SEED": utils.optional_seed, "TRIAL_MS": utils.positive,
-    "N_MAX_SPIKE": utils.integer_at_least(1), "N_BATCH": utils.integer_at_least(1),
-    "N_TRAIN": utils.integer_at_least(1), "N_EPOCH": utils.integer_at_least(0),
-    "N_TEST": utils.integer_at_least(1), "NUM_HIDDEN": utils.integer_at_least(1),
-    "TAU_SYN": utils.positive, "TAU_MEM": utils.positive, "V_THRESH": utils.number,
-    "V_RESET": utils.number, "LOSS_TYPE": utils.one_of(*losses.LOSS_TYPES),
-    "TAU_0": utils.positive, "TAU_1": utils.positive, "ALPHA": utils.non_negative,
-    "INPUT_HIDDEN_MEAN": utils.number, "INPUT_HIDDEN_STD": utils.non_negative,
-    "HIDDEN_OUTPUT_MEAN": utils.number, "HIDDEN_OUTPUT_STD": utils.non_negative,
-    "ETA": utils.non_negative, "ADAM_BETA1": utils.probability, "ADAM_BETA2": utils.probability,
-    "ADAM_EPS": utils.positive, "ETA_DECAY": utils.positive, "PDROP": utils.probability,
-    "SHUFFLE": utils.boolean, "REWIRE_SILENT": utils.boolean, "REWIRE_LIFT": utils.number,
-    "REWIRE_LIFT_SILENT_ONLY": utils.boolean,
-    "N_FOLDS": utils.integer_at_least(2), "FOLDS": utils.fold_list, "DTYPE": utils.one_of("float32", "float64"),
-    "REC_SPIKES": utils.list_of(str), "REC_NEURONS": utils.list_of((list, tuple)),
-    "REC_SYNAPSES": utils.list_of((list, tuple)), "REC_EPOCH_TRIAL": utils.list_of_pairs,
-    "WRITE_TO_DISK": utils.boolean, "LOAD_LAST": utils.boolean,
-    "W_REPORT_INTERVAL": utils.integer_at_least(1), "W_EPOCH_INTERVAL": utils.integer_at_least(1),
-    "PROGRESS": utils.boolean,
-}
+RULES = parameters.rules_for(DEFAULTS, {
+    "ETA_DECAY": utils.positive, "PDROP": utils.probability,
+    "REC_EPOCH_TRIAL": utils.list_of_pairs, "W_REPORT_INTERVAL": utils.integer_at_least(1),
+    "W_EPOCH_INTERVAL": utils.integer_at_least(1),
+})
 
 
 def _check_trial_length(p):

@@ -91,6 +91,25 @@ def string(value, p=None):
         return "must be a string"
 
 
+def optional_string(value, p=None):
+    if value is not None and not isinstance(value, str):
+        return "must be None or a string"
+
+
+def anything(value, p=None):
+    """For keys accepted for compatibility with the original's scripts and not used."""
+    return None
+
+
+def optional_class_list(value, p=None):
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not value or any(
+            not isinstance(c, (int, np.integer)) or isinstance(c, bool) or c < 0 for c in value) \
+            or len(set(value)) != len(value):
+        return "must be None or a list of distinct class numbers"
+
+
 def list_of_pairs(value, p=None):
     if not isinstance(value, (list, tuple)) or any(
             not isinstance(x, (list, tuple)) or len(x) != 2 for x in value):

@@ -1,7 +1,6 @@
 """The CPU engine: gradients against finite differences of the time-stepped loss (hidden->output
 weights), spike alignment in closed form, regularisation jumps,
 float32 vs float64, N_MAX_SPIKE overflow reporting, spike-store growth, dropout and noise."""
-import math
 
 import numpy as np
 import pytest

@@ -7,7 +7,6 @@ import zipfile
 
 import numpy as np
 import pytest
-import tables
 
 from official_files import write_h5
 
