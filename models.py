@@ -3,8 +3,12 @@
 Every function here is a scalar function of one neuron's state, written as the equations of the
 reference (Wunderlich & Pehle 2021; Nowotny, Turner & Knight 2025). The engines loop over neurons,
 samples and steps and call these; the same Python source is compiled for the CPU (numba ``njit``)
-and can be compiled for the GPU (``numba.cuda.jit(device=True)`` on ``f.py_func``), so the maths
-lives in one place.
+and for the GPU, so the maths lives in one place: the kernels of ``engine_cuda`` call these ``njit``
+functions directly, and numba compiles a CPU dispatcher called from a CUDA kernel as a CUDA device
+function built from ``f.py_func`` (inlined, as on the CPU). Keep them device-compatible: scalar
+arguments and results (tuples of scalars), ``math`` functions and numpy scalar types only, no
+arrays, no exceptions, and no ``min``/``max`` builtins (their CUDA overloads need a GPU at compile
+time, which ``tests/test_engine_cuda.py`` avoids when it compiles the kernels to PTX).
 
 Notation: dt = time step, tau_m / tau_s membrane / synaptic time constants,
 alpha = exp(-dt/tau_m), beta = exp(-dt/tau_s), theta = threshold.
@@ -22,7 +26,8 @@ TAU_EQUAL_TOL = 1e-9
 
 
 def model_function(f):
-    """Compile a model equation for the CPU; the plain function stays available as ``.py_func``."""
+    """Compile a model equation for the CPU; the plain function stays available as ``.py_func``
+    (numba compiles it from there when a CUDA kernel calls it)."""
     return njit(cache=True, inline="always")(f)
 
 

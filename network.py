@@ -20,6 +20,26 @@ from models import lif_coefficients
 
 HIDDEN_TYPES = ("LIF", "hetLIF", "ALIF")
 OUTPUT_TYPES = ("LI", "hetLI")
+BACKENDS = ("cpu", "cuda", "auto")
+
+
+def select_engine(backend):
+    """The engine module of a BACKEND: "cpu" (``engine_cpu``), "cuda" (``engine_cuda``: an NVIDIA
+    GPU, or numba's CUDA simulator when NUMBA_ENABLE_CUDASIM=1), "auto" ("cuda" when a GPU is
+    usable, else "cpu"; never the simulator)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"BACKEND {backend!r} not in {BACKENDS}")
+    if backend == "cpu":
+        return engine_cpu
+    from numba import cuda
+    from numba.core import config
+    if backend == "auto" and (config.ENABLE_CUDASIM or not cuda.is_available()):
+        return engine_cpu
+    if not cuda.is_available():
+        raise RuntimeError("BACKEND 'cuda' needs an NVIDIA GPU with a working CUDA driver "
+                           "(numba.cuda.is_available() is False); use 'cpu' or 'auto'")
+    import engine_cuda
+    return engine_cuda
 
 
 def heterogeneous_taus(rng, mean, minimum, shape):
@@ -55,7 +75,7 @@ class EventPropNetwork:
                  tau_accumulator=20.0, reg_type="none", lbd_upper=0.0, lbd_lower=0.0,
                  nu_upper=0.0, avg_snsum=False, rho_upper=0.0, glb_upper=0.0,
                  n_max_spike=1500, train_tau=False, train_tau_output=False, n_batch=32,
-                 init=None, seed=None, dtype=np.float32):
+                 init=None, seed=None, dtype=np.float32, backend="cpu"):
         if hidden_type not in HIDDEN_TYPES:
             raise ValueError(f"hidden_type {hidden_type!r} not in {HIDDEN_TYPES}")
         if output_type not in OUTPUT_TYPES:
@@ -81,6 +101,8 @@ class EventPropNetwork:
         self.train_tau, self.train_tau_output = train_tau, train_tau_output
         self.n_batch = n_batch
         self.dtype = np.dtype(dtype)
+        self.backend = backend
+        self.engine = select_engine(backend)
         self.rng = np.random.default_rng(seed)
         self._capacity = 16 * (n_layers * n_hidden + n_output)
         self.params = self._initial_params(init or {}, tau_mem, tau_syn)
@@ -180,7 +202,7 @@ class EventPropNetwork:
             shape_tr = (B, n_steps, L, N) if keep_traces else (0, 0, 0, 0)
             V_h_tr = np.zeros(shape_tr, dtype=dtype)
             I_h_tr = np.zeros(shape_tr, dtype=dtype)
-            engine_cpu.forward_batch(
+            self.engine.forward_batch(
                 in_ptr, in_ch, p["w_input_hidden"], p["w_hidden_hidden_fwd"],
                 p["w_hidden_hidden"], p["w_hidden_output"], h_alpha, h_beta, h_c,
                 o_alpha, o_beta, o_c, self.v_thresh, self.v_reset, dt, n_steps, alif, rho_b,
@@ -223,14 +245,17 @@ class EventPropNetwork:
                   V_h_tr, I_h_tr, V_out_tr, I_out_tr):
         p, dtype = self.params, self.dtype
         B = in_ptr.shape[0]
-        K = max(1, min(B, numba.get_num_threads()))
+        if hasattr(self.engine, "gradient_chunks"):
+            K = self.engine.gradient_chunks(B)       # engine_cuda: 1 (atomic accumulation)
+        else:
+            K = max(1, min(B, numba.get_num_threads()))   # engine_cpu: one chunk per thread
         dW = {k: np.zeros((K,) + p[k].shape, dtype=dtype)
               for k in ("w_input_hidden", "w_hidden_hidden_fwd", "w_hidden_hidden",
                         "w_hidden_output")}
         train_tau_out = self.train_tau_output
         dtau = {k: np.zeros((K,) + p[k].shape, dtype=dtype)
                 for k in ("tau_m_hidden", "tau_syn_hidden", "tau_m_output", "tau_syn_output")}
-        engine_cpu.backward_batch(
+        self.engine.backward_batch(
             in_ptr, in_ch, p["w_hidden_hidden_fwd"], p["w_hidden_hidden"], p["w_hidden_output"],
             h_alpha, h_beta, h_d, o_alpha, o_beta, o_d,
             p["tau_m_hidden"], p["tau_syn_hidden"], p["tau_m_output"], p["tau_syn_output"],

@@ -7,6 +7,7 @@ import losses
 import utils
 
 SHARED_RULES = {
+    "BACKEND": utils.one_of("cpu", "cuda", "auto"),
     "REDUCED_CLASSES": utils.optional_class_list,
     "OUT_DIR": utils.string, "NAME": utils.string, "DEBUG_HIDDEN_N": utils.boolean,
     "DT_MS": utils.positive, "BUILD": utils.boolean, "TIMING": utils.boolean,
