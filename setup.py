@@ -10,7 +10,7 @@ setup(
     python_requires=">=3.9",
     py_modules=["models", "engine_cpu", "engine_cuda", "losses", "network", "spike_data", "simulation", "utils",
                 "yinyang_data", "simulator_yinyang", "shd_data", "augmentations", "checkpoints",
-                "experiment", "parameters", "simulator_SHD", "sweep", "figures", "dvs_data",
+                "experiment", "parameters", "command_line", "simulator_SHD", "sweep", "figures", "dvs_data",
                 "simulator_DVS_gesture", "mnist_data", "simulator_MNIST", "simulator_SMNIST"],
     install_requires=["numpy>=1.24", "scipy>=1.10", "numba>=0.58", "matplotlib>=3.6",
                       "tables>=3.8", "tqdm>=4.60", "tonic>=1.4", "mnist>=0.2.2",

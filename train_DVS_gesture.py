@@ -12,44 +12,11 @@ DATA_DIR holds DVSGesture/ibmGestureTrain/ and DVSGesture/ibmGestureTest/ as ton
 the training recordings, test after every epoch), train (N_TRAIN / N_VALIDATE random split), test
 (one epoch on the test recordings), cross_validate (N_FOLDS folds of the training recordings).
 """
-import argparse
-import json
 
+from command_line import apply_command_line, run_method
 from simulator_DVS_gesture import DVS_gesture_model, p
 
-
-def parse_value(text):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--data", default="data", help="DATA_DIR (default: data)")
-parser.add_argument("--out", default=None, help="OUT_DIR (default: out/<NAME>)")
-parser.add_argument("--name", default="dvs", help="NAME (default: dvs)")
-parser.add_argument("--method", default="train_test",
-                    choices=["train_test", "train", "test", "cross_validate"])
-parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-args = parser.parse_args()
-
-p["DATA_DIR"] = args.data
-p["NAME"] = args.name
-p["OUT_DIR"] = args.out or f"out/{p['NAME']}"
-for item in args.overrides:
-    key, sep, value = item.partition("=")
-    if not sep:
-        parser.error(f"expected KEY=VALUE, got {item!r}")
-    p[key] = parse_value(value)
-
-model = DVS_gesture_model(p)
-if args.method == "cross_validate":
-    accuracies, seconds = model.cross_validate(p)
-    folds = p["FOLDS"] if p["FOLDS"] is not None else range(p["N_FOLDS"])
-    for fold, (train_acc, eval_acc) in zip(folds, accuracies):
-        print(f"fold {fold}: training accuracy {train_acc:.4f}, validation {eval_acc:.4f}")
-else:
-    *_, train_acc, eval_acc = getattr(model, args.method)(p)
-    print(f"{args.method}: final training accuracy {train_acc:.4f}, evaluation accuracy "
-          f"{eval_acc:.4f}; results in {p['OUT_DIR']}/{p['NAME']}_results.txt")
+# Edit p here (e.g. p["NUM_HIDDEN"] = 512); --preset and KEY=VALUE pairs from the command line
+# are applied on top, and --data, --name and --out set DATA_DIR, NAME and OUT_DIR.
+method = apply_command_line(p, __doc__.split("\n")[0], "dvs")
+run_method(DVS_gesture_model(p), method, p)

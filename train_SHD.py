@@ -12,46 +12,11 @@ is taken as a string. Methods: train_test (train on the training file, test afte
 train (validation per EVALUATION), test (one epoch on the test file), cross_validate
 (leave-one-speaker-out over SPEAKER_LEFT).
 """
-import argparse
-import json
 
+from command_line import apply_command_line, run_method
 from simulator_SHD import PRESETS, SHD_model, p
 
-
-def parse_value(text):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--data", default="data", help="DATA_DIR (default: data)")
-parser.add_argument("--out", default=None, help="OUT_DIR (default: out/<NAME>)")
-parser.add_argument("--name", default=None, help="NAME (default: the preset, or 'shd')")
-parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
-parser.add_argument("--method", default="train_test",
-                    choices=["train_test", "train", "test", "cross_validate"])
-parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-args = parser.parse_args()
-
-if args.preset:
-    p.update(PRESETS[args.preset])
-p["DATA_DIR"] = args.data
-p["NAME"] = args.name or args.preset or "shd"
-p["OUT_DIR"] = args.out or f"out/{p['NAME']}"
-for item in args.overrides:
-    key, sep, value = item.partition("=")
-    if not sep:
-        parser.error(f"expected KEY=VALUE, got {item!r}")
-    p[key] = parse_value(value)
-
-model = SHD_model(p)
-if args.method == "cross_validate":
-    accuracies, seconds = model.cross_validate(p)
-    for index, (train_acc, eval_acc) in zip(p["SPEAKER_LEFT"], accuracies):
-        print(f"speaker {index}: training accuracy {train_acc:.4f}, validation {eval_acc:.4f}")
-else:
-    *_, train_acc, eval_acc = getattr(model, args.method)(p)
-    print(f"{args.method}: final training accuracy {train_acc:.4f}, evaluation accuracy "
-          f"{eval_acc:.4f}; results in {p['OUT_DIR']}/{p['NAME']}_results.txt")
+# Edit p here (e.g. p["NUM_HIDDEN"] = 512); --preset and KEY=VALUE pairs from the command line
+# are applied on top, and --data, --name and --out set DATA_DIR, NAME and OUT_DIR.
+method = apply_command_line(p, __doc__.split("\n")[0], "shd", PRESETS)
+run_method(SHD_model(p), method, p)

@@ -226,7 +226,7 @@ def test_train_DVS_gesture_script(data_dir, tmp_path):
            "PROGRESS=false", "N_BATCH=55"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=str(tmp_path))
     assert done.returncode == 0, done.stderr
-    assert "evaluation accuracy" in done.stdout
+    assert "test accuracy" in done.stdout
     with open(tmp_path / "dvs.json") as f:
         saved = json.load(f)
     assert saved["NUM_HIDDEN"] == 8 and saved["DATA_DIR"] == data_dir

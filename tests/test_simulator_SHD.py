@@ -360,7 +360,7 @@ def test_train_SHD_script_with_preset_and_overrides(data_dir, tmp_path):
            "N_TRAIN=60", "PROGRESS=false", "DATA_SET=SHD"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=str(tmp_path))
     assert done.returncode == 0, done.stderr
-    assert "evaluation accuracy" in done.stdout
+    assert "test accuracy" in done.stdout
     with open(tmp_path / "paper_SHD.json") as f:
         saved = json.load(f)
     assert saved["N_INPUT_DELAY"] == 10 and saved["NUM_HIDDEN"] == 8
