@@ -1,5 +1,5 @@
 """DVS128 Gesture (Amir et al. 2017, 11 classes): reading the recordings through tonic and binning
-them onto the simulation grid (spec §5.4).
+them onto the simulation grid.
 
 The files are the ones ``tonic.datasets.DVSGesture`` (tonic 1.7) downloads and reads: the
 recordings already cut into one file per gesture, in
@@ -26,7 +26,7 @@ Binning (``bin_events``), per recording:
    experiments);
 4. a (channel, step) pair fires at most once.
 
-The original kept tonic's microseconds and used them as milliseconds (spec §8 item 23); here the
+The original kept tonic's microseconds and used them as milliseconds; here the
 time is converted.
 """
 import hashlib

@@ -1,5 +1,4 @@
-"""MNIST: reading the official IDX files, and the two input encodings of the MNIST simulators
-(spec §5.2, §5.5).
+"""MNIST: reading the official IDX files, and the two input encodings of the MNIST simulators.
 
 The files (LeCun, Cortes & Burges) are, in ``DATA_DIR/MNIST/``, plain or gzipped:
 
@@ -166,7 +165,7 @@ _download = download        # load_split's parameter ``download`` hides the func
 
 def pixel_spike_times(grey, dt, trial_ms):
     """Spike time (ms) of pixels of grey value ``grey``: 2 dt + (255 - g) / 255 (T - 4 dt), NaN for
-    the silent values g <= 1 (spec §5.2)."""
+    the silent values g <= 1."""
     g = np.asarray(grey, dtype=np.float64)
     t = 2.0 * dt + (255.0 - g) / 255.0 * (trial_ms - 4.0 * dt)
     return np.where(g > 1, t, np.nan)

@@ -10,8 +10,8 @@ Usage, as for SHD:
     spike_t, spike_ID, rec_vars_n, rec_vars_s, train_acc, eval_acc = model.train(p)
 
 Data (``dvs_data``): tonic's DVSGesture recordings, one file per gesture, timestamps converted
-from microseconds to milliseconds (the original used the microseconds as milliseconds, spec §8
-item 23, so that its 18000 "ms" trials held the first 18 ms of each gesture), downsampled to
+from microseconds to milliseconds (the original used the microseconds as milliseconds, so
+that its 18000 "ms" trials held the first 18 ms of each gesture), downsampled to
 32 x 32 (input index (y * 32 + x) * 2 + p), binned to DT_MS with at most one spike per channel and
 step, and cached.
 
@@ -27,7 +27,7 @@ augmentations in AUGMENTATION's order). SHD's channel-space augmentations ("rand
 "ID_jitter", "blend") would move spikes between pixels and polarities of the flattened image and
 are refused; "spatial_shift" shifts the 32 x 32 image instead, "random_dilate" stretches time.
 
-The defaults mirror SHD's (spec §7.4) with the differences of the original's DVS dictionary; they
+The defaults mirror SHD's with the differences of the original's DVS dictionary; they
 have not been tuned on the real recordings.
 """
 import copy
@@ -86,7 +86,7 @@ p = {
     "HIDDEN_HIDDENFWD_MEAN": 0.02,  # weights from one hidden layer to the next
     "HIDDEN_HIDDENFWD_STD": 0.01,
     "PDROP_INPUT": 0.1,         # input dropout (deletes spikes)
-    "PDROP_HIDDEN": 0.0,        # hidden "dropout" (delays spikes, spec §2.3)
+    "PDROP_HIDDEN": 0.0,        # hidden "dropout" (delays spikes)
     "HIDDEN_NOISE": 0.0,        # membrane noise amplitude in training trials
     "REG_TYPE": "none",         # "none", "simple", "Thomas1"
     "LBD_UPPER": 2e-9,
@@ -95,7 +95,7 @@ p = {
     "RHO_UPPER": 10000.0,
     "GLB_UPPER": 1e-8,
     "AVG_SNSUM": False,
-    "REWIRE_SILENT": False,     # rewire at the end of every epoch (spec §4.6) ...
+    "REWIRE_SILENT": False,     # rewire at the end of every epoch ...
     "REWIRE_LIFT": 0.0,         # ... lifting input weights by this (0: redraw silent neurons')
     "REWIRE_LIFT_SILENT_ONLY": False,  # lift only silent neurons' inputs (original: all)
     "ETA": 1e-3,

@@ -1,4 +1,4 @@
-"""MNIST (spec §5.2, §6.2): 784 input neurons, one per pixel -> NUM_HIDDEN hidden LIF neurons
+"""MNIST: 784 input neurons, one per pixel -> NUM_HIDDEN hidden LIF neurons
 (optionally recurrent) -> 10 outputs.
 
 Usage, as in the reference:
@@ -28,7 +28,7 @@ import mnist_data
 import parameters
 import utils
 from augmentations import DelayLine, balance_classes
-from experiment import STREAM_DATA, Experiment, epoch_rng, training_order
+from experiment import STREAM_DATA, Experiment, epoch_rng, k_folds, training_order
 from simulation import Trainer, build_network, trainable_parameters
 from augmentations import reduce_classes
 
@@ -63,7 +63,7 @@ p = {
     "HIDDEN_HIDDEN_MEAN": 0.2,      # recurrent weights
     "HIDDEN_HIDDEN_STD": 0.37,
     "PDROP_INPUT": 0.2,         # input dropout (deletes spikes)
-    "PDROP_HIDDEN": 0.0,        # hidden "dropout" (delays spikes, spec §2.3)
+    "PDROP_HIDDEN": 0.0,        # hidden "dropout" (delays spikes)
     "REG_TYPE": "none",         # "none", "simple", "Thomas1"
     "LBD_UPPER": 5e-6,
     "LBD_LOWER": 1e-3,
@@ -100,6 +100,7 @@ p = {
     "COLLECT_CONFUSION": False,
     "REC_PREDICTIONS": False,
     "N_FOLDS": 5,               # cross_validate: folds of the N_TRAIN + N_VALIDATE images
+    "FOLDS": None,              # ... and which of them to run (None: all; e.g. [2] for one)
     "DATA_DIR": "data",         # the files are in DATA_DIR/MNIST/
     "DOWNLOAD": False,          # fetch missing files with the mnist package (needs internet)
     "DTYPE": "float32",         # "float32" or "float64"
@@ -107,7 +108,7 @@ p = {
     "PROGRESS": True,           # progress bar and one line per epoch
 }
 
-# The settings of the original's MNIST comparison scripts (spec §7.5), as train/test runs on all
+# The settings of the original's MNIST comparison scripts, as train/test runs on all
 # 60000 training images.
 PAPER = {"NUM_HIDDEN": 128, "N_MAX_SPIKE": 500, "DT_MS": 1.0, "PDROP_INPUT": 0.2, "N_EPOCH": 50,
          "N_BATCH": 32, "ETA": 1e-2, "N_TRAIN": 60000, "N_VALIDATE": 0}
@@ -206,7 +207,7 @@ class mnist_model(Experiment):
                              f"{kept}")
 
     def split(self, p):
-        """(training set, validation set or None) of ``train`` (spec §5.2): the training images
+        """(training set, validation set or None) of ``train``: the training images
         shuffled with TRAIN_DATA_SEED, the first N_TRAIN for training, the last N_VALIDATE for
         validation (none when N_VALIDATE = 0)."""
         n = len(self.train_data)
@@ -286,7 +287,7 @@ class mnist_model(Experiment):
         """N_FOLDS-fold cross-validation on the N_TRAIN + N_VALIDATE images that ``train`` uses
         (the first of the shuffled training images): fold k validates on the k-th part and trains
         a fresh network (the same initial weights when MODEL_SEED is set) on the others; its files
-        are named {NAME}_fold{k}_*. Returns (list of [final training accuracy, final validation
+        are named {NAME}_fold{k}_*; FOLDS selects folds (None: all). Returns (list of [final training accuracy, final validation
         accuracy] per fold, list of seconds per fold)."""
         p = self.validate(params)
         self._load_data(p)
@@ -295,12 +296,13 @@ class mnist_model(Experiment):
         if p["N_FOLDS"] > n_pool:
             raise ValueError(f"invalid p['N_FOLDS'] = {p['N_FOLDS']}: more folds than the "
                              f"{n_pool} images of N_TRAIN + N_VALIDATE")
-        folds = np.array_split(self._training_order(p)[:n_pool], p["N_FOLDS"])
+        pool = self._training_order(p)[:n_pool]
         accuracies, seconds = [], []
-        for k in range(p["N_FOLDS"]):
+        for k, train_idx, eval_idx in k_folds(n_pool, p["N_FOLDS"], p["TRAIN_DATA_SEED"],
+                                              p["FOLDS"]):
             timer = utils.Timer()
-            train = self.train_data.subset(np.concatenate(folds[:k] + folds[k + 1:]))
-            evaluation = self.train_data.subset(folds[k])
+            train = self.train_data.subset(pool[train_idx])
+            evaluation = self.train_data.subset(pool[eval_idx])
             fold_p = dict(p, NAME=f"{p['NAME']}_fold{k}")
             _, train_stats, eval_stats = self.run(fold_p, train, evaluation, p["N_EPOCH"], True,
                                                   "validation")

@@ -1,4 +1,4 @@
-"""Sequential MNIST (spec §5.5): the MNIST images presented as sequences of pixel values, encoded
+"""Sequential MNIST: the MNIST images presented as sequences of pixel values, encoded
 by threshold crossings -> N_HID_LAYER x NUM_HIDDEN hidden neurons -> 10 outputs.
 
 Usage:
@@ -22,12 +22,11 @@ Encoding (``mnist_data.smnist_events``): with the value before the first slot ta
 "pixel" mode has 99 inputs, "row" mode 28 x 99 = 2772 (column c drives inputs c * 99 to
 c * 99 + 98). The spikes of a mini-batch are computed from the images when it runs.
 
-Defaults are those of the original's (stale) SMNIST simulator, which mirror the SHD simulator
-(spec §7.4), except DT_MS: 1.0 ms instead of 0.1 ms. With one pixel per ms, a 1 ms step gives
+Defaults are those of the original's (stale) SMNIST simulator, which mirror the SHD simulator, except DT_MS: 1.0 ms instead of 0.1 ms. With one pixel per ms, a 1 ms step gives
 every slot its own step, and the 1500 ms trial has 1500 steps instead of 15000, ten times less
 work per sample on a CPU. Pixel mode needs TRIAL_MS >= 784 * PIXEL_MS; row mode 28 * PIXEL_MS
 (e.g. TRIAL_MS 50). Splits, methods and files are those of ``simulator_MNIST``; the learning rate
-follows the SHD schedule (ease-in, then halving on a plateau, spec §4.5).
+follows the SHD schedule (ease-in, then halving on a plateau).
 """
 import copy
 
@@ -78,7 +77,7 @@ p = {
     "HIDDEN_HIDDENFWD_MEAN": 0.02,  # weights from one hidden layer to the next
     "HIDDEN_HIDDENFWD_STD": 0.01,
     "PDROP_INPUT": 0.1,         # input dropout (deletes spikes)
-    "PDROP_HIDDEN": 0.0,        # hidden "dropout" (delays spikes, spec §2.3)
+    "PDROP_HIDDEN": 0.0,        # hidden "dropout" (delays spikes)
     "HIDDEN_NOISE": 0.0,        # membrane noise amplitude in training trials
     "REG_TYPE": "none",         # "none", "simple", "Thomas1"
     "LBD_UPPER": 2e-9,
@@ -87,7 +86,7 @@ p = {
     "RHO_UPPER": 10000.0,
     "GLB_UPPER": 1e-8,
     "AVG_SNSUM": False,
-    "REWIRE_SILENT": True,      # rewire at the end of every epoch (spec §4.6) ...
+    "REWIRE_SILENT": True,      # rewire at the end of every epoch ...
     "REWIRE_LIFT": 0.0,         # ... lifting input weights by this (0: redraw silent neurons')
     "REWIRE_LIFT_SILENT_ONLY": False,  # lift only silent neurons' inputs (original: all)
     "ETA": 1e-3,
@@ -145,6 +144,7 @@ p = {
     "SMNIST_MODE": "pixel",     # "pixel": one pixel per slot; "row": one row per slot
     "PIXEL_MS": 1.0,            # length of a slot (ms)
     "N_FOLDS": 5,               # cross_validate: folds of the N_TRAIN + N_VALIDATE images
+    "FOLDS": None,              # ... and which of them to run (None: all; e.g. [2] for one)
     "DATA_DIR": "data",         # the MNIST files are in DATA_DIR/MNIST/
     "DOWNLOAD": False,          # fetch missing files with the mnist package (needs internet)
     "DTYPE": "float32",         # "float32" or "float64"

@@ -148,7 +148,7 @@ def test_reduced_classes_relabels_and_sizes_the_output(data_dir, tmp_path):
 
 # --- training ---------------------------------------------------------------------------------
 
-# first_spike_exp with the first-spike settings of the original's MNIST comparison (spec §7.5)
+# first_spike_exp with the first-spike settings of the original's MNIST comparison
 LOSS_SETTINGS = {"avg_xentropy": {}, "sum": {"ETA": 2e-2}, "max": {}, "first_spike": {},
                  "first_spike_exp": {"TAU_0": 1.0, "TAU_1": 3.0, "ALPHA": 3.6e-4}}
 
@@ -192,7 +192,7 @@ def test_methods_return_and_write_their_files(data_dir, tmp_path):
     *_, train_acc, test_acc = model.train_test(q)
     log = utils.load_epoch_log(str(tmp_path / "tt_log.jsonl"))
     assert log[-1]["test_acc"] == test_acc and log[-1]["train_acc"] == train_acc
-    # test() with LOAD_LAST uses the trained weights and the real labels (spec §8.16)
+    # test() with LOAD_LAST uses the trained weights and the real labels
     spike_t, spike_ID, _, _, zero, again = model.test(
         dict(q, NAME="tested", CHECKPOINT_NAME="tt", LOAD_LAST=True, REC_SPIKES=["input"],
              REC_SPIKES_EPOCH_TRIAL=[[0, 0]]))
@@ -219,6 +219,14 @@ def test_cross_validate_folds_start_alike_and_write_their_files(data_dir, tmp_pa
     for k in range(3):
         assert (tmp_path / f"mnist_fold{k}_results.txt").exists()
         assert len(np.load(tmp_path / f"mnist_fold{k}_labels_train.npy")[0]) == 160
+
+
+def test_cross_validate_runs_only_the_selected_folds(data_dir, tmp_path):
+    p = small(data_dir, tmp_path, N_FOLDS=3, N_EPOCH=1, N_TRAIN=200, N_VALIDATE=40, FOLDS=[2])
+    accuracies, _ = mnist_model(p).cross_validate(p)
+    assert len(accuracies) == 1
+    assert (tmp_path / "mnist_fold2_results.txt").exists()
+    assert not (tmp_path / "mnist_fold0_results.txt").exists()
 
 
 def test_parameters_and_presets_are_valid():
