@@ -40,19 +40,28 @@ the simulated arithmetic in the kernel's precision, so the simulator checks the 
 Dropout and membrane noise use the counter-based hashes of ``models`` with the same coordinates
 (seed, sample, step, unit), so the draws are equal to the CPU's for any thread layout.
 
-Host wrappers: numpy arguments are copied to the device and the output/accumulator arrays back
-into the caller's arrays (which are copied in first, so accumulation semantics match the CPU's).
-Arguments that are already device arrays are used in place and not copied back, so a caller can
-keep data on the GPU.
+Two ways in:
 
-Not optimised yet: every call copies the weights, inputs, traces and results between host and
-device; spike rows in the backward pass are walked by one thread each (a warp per spike with a
-shuffle reduction of the reverse current would use the memory bandwidth); the per-step state
-lives in global scratch arrays (shared memory would do for small layers); the compaction's
-prefix sum is a serial loop over the threads' counts (a warp-shuffle scan would do); and one
-block per sample leaves most of a large GPU idle for small batches.
+* ``forward_batch`` / ``backward_batch`` (the ``engine_cpu`` contract, used by the equality
+  tests): numpy arguments are copied to the device and the output/accumulator arrays back into
+  the caller's arrays (which are copied in first, so accumulation semantics match the CPU's).
+  Arguments that are already device arrays are used in place and not copied back.
+* ``Workspace`` (what ``network.EventPropNetwork.run_batch`` uses with this engine): the
+  buffers of a trial (spike store, traces, gradient sums, scratch) are allocated once per
+  network and reused; what must start at zero is cleared by a small kernel; parameters stay on
+  the device and are uploaded again only when they changed; only what the host needs is
+  copied back.
+
+Not optimised yet: the optimiser (Adam) runs on the host, so the gradients come back and the
+weights go up every learning trial, and the inputs are uploaded per trial; spike rows in the
+backward pass are walked by one thread each (a warp per spike with a shuffle reduction of the
+reverse current would use the memory bandwidth); the per-step state lives in global scratch
+arrays (shared memory would do for small layers); the compaction's prefix sum is a serial loop
+over the threads' counts (a warp-shuffle scan would do); and one block per sample leaves most of
+a large GPU idle for small batches.
 """
 import math
+import time
 
 import numba
 import numpy as np
@@ -71,6 +80,8 @@ SIM_THREADS = 4
 THREADS_PER_BLOCK = None
 # Size of the static shared arrays of the compaction (one slot per thread of a block).
 _SCAN_SLOTS = 1024
+# Layouts of a packed buffer kept per name (Workspace.packed).
+_PACK_LAYOUTS = 4
 
 
 def threads_per_block(n_units):
@@ -451,9 +462,12 @@ def _forward_launch(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
                     theta, v_reset, dt, n_steps, alif, rho_b, tau_m_h, tau_b, b_incr,
                     out_spiking, p_drop, noise_amp, seed, n_max_spike, keep_traces,
                     sp_ptr, sp_idx, sp_imv, sp_b, sp_need, n_unstored, counts,
-                    first_step, V_out_tr, I_out_tr, V_h_tr, I_h_tr, on_device=True):
+                    first_step, V_out_tr, I_out_tr, V_h_tr, I_h_tr, on_device=True,
+                    alloc=None):
     """Kernel arguments (device arrays, scalars, scratch), the outputs to copy back, the block
-    size."""
+    size. ``alloc(name, shape, dtype)`` gives the scratch arrays (default: new ones)."""
+    if alloc is None:
+        alloc = lambda name, shape, kind: _empty(shape, kind, on_device)   # noqa: E731
     B = in_ptr.shape[0]
     L, N = h_alpha.shape
     C = o_alpha.shape[0]
@@ -468,14 +482,14 @@ def _forward_launch(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
     scalars = [float(theta), float(v_reset), float(dt), int(n_steps), bool(alif), float(rho_b),
                d_in[12], float(tau_b), float(b_incr), bool(out_spiking), float(p_drop),
                float(noise_amp), int(seed), int(n_max_spike), bool(keep_traces)]
-    scratch = [_empty((B, U), dtype, on_device),             # V
-               _empty((B, U), dtype, on_device),             # I
-               _empty((B, L * N), dtype, on_device),         # ALIF threshold b
-               _empty((B, U), np.int32, on_device),          # spikes stored per unit
-               _empty((B, U), np.int8, on_device),           # spike flag of the current step
-               _empty((B, U), dtype, on_device),             # ImV of the current step's spike
-               _empty((B, U), dtype, on_device),             # ALIF b of the current step's spike
-               _empty((B, L * N), np.int32, on_device)]      # hidden spikes of the current step
+    scratch = [alloc("f_V", (B, U), dtype),                  # V
+               alloc("f_I", (B, U), dtype),                  # I
+               alloc("f_b", (B, L * N), dtype),              # ALIF threshold b
+               alloc("f_stored", (B, U), np.int32),          # spikes stored per unit
+               alloc("f_flag", (B, U), np.int8),             # spike flag of the current step
+               alloc("f_imv", (B, U), dtype),                # ImV of the current step's spike
+               alloc("f_spb", (B, U), dtype),                # ALIF b of the current step's spike
+               alloc("f_fired", (B, L * N), np.int32)]       # hidden spikes of the current step
     args = d_in[:12] + scalars + [d for d, _ in d_out] + scratch
     return args, list(zip(d_out, outputs)), threads_per_block(U)
 
@@ -488,7 +502,9 @@ def _backward_launch(in_ptr, in_ch, W_fwd, W_rec, W_out,
                      A_out, force_g, force_c, jump_step, jump_amount, fs_term, reg_jump,
                      train_tau, train_tau_out, V_h_tr, I_h_tr, V_out_tr, I_out_tr,
                      dW_in, dW_fwd, dW_rec, dW_out, dtau_m_h, dtau_s_h, dtau_m_o, dtau_s_o,
-                     on_device=True):
+                     on_device=True, alloc=None):
+    if alloc is None:
+        alloc = lambda name, shape, kind: _empty(shape, kind, on_device)   # noqa: E731
     B = in_ptr.shape[0]
     L, N = h_alpha.shape
     C = o_alpha.shape[0]
@@ -505,13 +521,13 @@ def _backward_launch(in_ptr, in_ch, W_fwd, W_rec, W_out,
     d_grads = [_device(a, on_device) for a in grads]
     scalars = [float(theta_jump), float(dt), int(n_steps), bool(alif), float(rho_b), float(tau_b),
                float(b_incr)]
-    scratch = [_empty((B, U), dtype, on_device),             # lambda_V
-               _empty((B, U), dtype, on_device),             # lambda_I
-               _empty((B, L * N), dtype, on_device),         # lambda_b (ALIF)
-               _empty((B, U), dtype, on_device),             # lambda_V - lambda_I at t_{m+1}
-               _empty((B, U), dtype, on_device),             # lambda_I at t_{m+1}
-               _empty((B, U), dtype, on_device),             # per-sample dL/dtau_m
-               _empty((B, U), dtype, on_device)]             # per-sample dL/dtau_s
+    scratch = [alloc("b_lamV", (B, U), dtype),               # lambda_V
+               alloc("b_lamI", (B, U), dtype),               # lambda_I
+               alloc("b_lamb", (B, L * N), dtype),           # lambda_b (ALIF)
+               alloc("b_diff", (B, U), dtype),               # lambda_V - lambda_I at t_{m+1}
+               alloc("b_postI", (B, U), dtype),              # lambda_I at t_{m+1}
+               alloc("b_accm", (B, U), dtype),               # per-sample dL/dtau_m
+               alloc("b_accs", (B, U), dtype)]               # per-sample dL/dtau_s
     args = (d_a + scalars + d_b + [bool(train_tau), bool(train_tau_out)] + d_c
             + [d for d, _ in d_grads] + scratch)
     return args, list(zip(d_grads, grads)), threads_per_block(U)
@@ -566,6 +582,284 @@ def backward_batch(in_ptr, in_ch, W_fwd, W_rec, W_out,
     cuda.synchronize()
     for (d, copied), x in back:
         _copy_back(d, x, copied)
+
+
+# ----------------------------------------------------------------------------------------------
+# Device-resident trials: buffers and parameters kept on the GPU from trial to trial
+# ----------------------------------------------------------------------------------------------
+
+@cuda.jit(cache=True)
+def _zero_kernel(x):
+    start = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    for k in range(start, x.shape[0], stride):
+        x[k] = 0
+
+
+class _Phase:
+    """Synchronised wall-clock timer of one phase of a trial (``Workspace.phase``)."""
+
+    def __init__(self, profile, name):
+        self.profile, self.name = profile, name
+
+    def __enter__(self):
+        cuda.synchronize()
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        cuda.synchronize()
+        self.profile[self.name] = (self.profile.get(self.name, 0.0)
+                                   + time.perf_counter() - self.start)
+
+
+class Workspace:
+    """The GPU memory of one network, kept from trial to trial. ``network.EventPropNetwork``
+    makes one when its engine is this module and runs every trial through it:
+
+    * ``buffer(name, shape, dtype)``: a device array that is allocated once and reused. A
+      request for fewer samples (a smaller last batch) gets a view of the first rows; more
+      samples, or other trailing dimensions (a larger spike store), allocate it anew.
+    * ``packed(name, dtype, parts)``: several arrays in one buffer, one after the other
+      (views by key), so that they are cleared by one kernel launch and come back in one copy
+      (``fetch_parts``): the per-sample int64 counters of the forward pass, the gradients.
+    * ``put(name, host)``: a host array copied into such a buffer (inputs, loss terms).
+    * ``param(name, host, key)``: the device copy of a parameter, uploaded again only when
+      ``key`` differs from the key of the last upload (``key`` None: every call).
+    * ``forward(...)`` / ``backward(...)``: the kernels on device arrays. Outputs, gradient
+      accumulators and scratch are buffers. What must start at zero (spike counters, overflow
+      counters, gradient sums, and the spike store when the caller reads it) is cleared on the
+      device by ``_zero_kernel``; the kernels write every other element themselves.
+    * ``fetch(d)``: a new host copy of a device array. Only what the host needs comes back.
+    * ``phase(name)``: when ``profile`` is a dict, the seconds spent in the phase are added to
+      ``profile[name]`` (synchronised timers: the GPU is idle at both ends of a phase).
+
+    ``stats`` counts the bytes copied each way, the parameter uploads and the allocations.
+    """
+
+    def __init__(self):
+        self._buffers = {}
+        self._packs = {}       # name -> {layout: (flat device array, views by key)}
+        self._pack_in_use = {}  # name -> layout of the last ``packed`` call
+        self._params = {}      # name -> (device array, key of the upload)
+        self.profile = None
+        self.stats = {"h2d_bytes": 0, "d2h_bytes": 0, "param_uploads": 0, "allocations": 0}
+
+    # --- memory ---------------------------------------------------------------------------
+    def buffer(self, name, shape, dtype):
+        shape = tuple(int(n) for n in shape)
+        dtype = np.dtype(dtype)
+        if 0 in shape:                           # empty: kept apart from the name's real buffer
+            name = (name, shape)
+        d = self._buffers.get(name)
+        if (d is not None and d.dtype == dtype and d.shape[1:] == shape[1:]
+                and d.shape[0] >= shape[0]):
+            return d if d.shape[0] == shape[0] else d[:shape[0]]
+        rows = shape[0]
+        if d is not None and d.dtype == dtype and d.shape[1:] == shape[1:]:
+            rows = max(rows, d.shape[0] + d.shape[0] // 4)   # growing: leave room to grow
+        self._buffers.pop(name, None)            # free the old one before allocating
+        d = cuda.device_array((rows,) + shape[1:], dtype)
+        self._buffers[name] = d
+        self.stats["allocations"] += 1
+        return d if rows == shape[0] else d[:shape[0]]
+
+    def packed(self, name, dtype, parts):
+        """Views (by key) of one device buffer that holds the arrays ``parts`` ((key, shape)
+        pairs) one after the other; an empty part gets an empty buffer of its own. The buffers
+        of the last few layouts are kept (a full batch and a smaller last one alternate)."""
+        dtype = np.dtype(dtype)
+        layout = (dtype.str,) + tuple((k, tuple(int(n) for n in shape)) for k, shape in parts)
+        packs = self._packs.setdefault(name, {})
+        self._pack_in_use[name] = layout
+        if layout in packs:
+            return packs[layout][1]
+        while len(packs) >= _PACK_LAYOUTS:
+            del packs[next(iter(packs))]          # the oldest
+        total = sum(math.prod(shape) for _, shape in layout[1:])
+        flat = cuda.device_array(max(total, 1), dtype)
+        self.stats["allocations"] += 1
+        views, at = {}, 0
+        for key, shape in layout[1:]:
+            size = math.prod(shape)
+            views[key] = (flat[at:at + size].reshape(shape) if size
+                          else self.buffer(f"{name}/{key}", shape, dtype))
+            at += size
+        packs[layout] = (flat, views)
+        return views
+
+    def clear_packed(self, name):
+        """Zero the buffer of the last ``packed(name, ...)`` call (one kernel launch)."""
+        self.zero(self._packs[name][self._pack_in_use[name]][0])
+
+    def fetch_parts(self, name):
+        """Host copies of the arrays of the last ``packed(name, ...)`` call (one copy), by
+        key."""
+        layout = self._pack_in_use[name]
+        flat = self._packs[name][layout][0]
+        total = sum(math.prod(shape) for _, shape in layout[1:])
+        host = self.fetch(flat[:total]) if total else np.empty(0, flat.dtype)
+        out, at = {}, 0
+        for key, shape in layout[1:]:
+            size = math.prod(shape)
+            out[key] = host[at:at + size].reshape(shape)
+            at += size
+        return out
+
+    def nbytes(self):
+        """Bytes of device memory held (buffers, packed buffers and parameters)."""
+        arrays = (list(self._buffers.values())
+                  + [f for packs in self._packs.values() for f, _ in packs.values()]
+                  + [d for d, _ in self._params.values()])
+        return int(sum(d.size * d.dtype.itemsize for d in arrays))
+
+    def zero(self, *arrays):
+        for d in arrays:
+            if d.size:
+                threads = SIM_THREADS if config.ENABLE_CUDASIM else 256
+                blocks = min(1024, (d.size + threads - 1) // threads)
+                if config.ENABLE_CUDASIM:
+                    blocks = 1
+                _zero_kernel[blocks, threads](d.reshape(d.size))
+
+    # --- transfers ------------------------------------------------------------------------
+    def put(self, name, host):
+        host = np.ascontiguousarray(host)
+        d = self.buffer(name, host.shape, host.dtype)
+        if host.size:
+            d.copy_to_device(host)
+            self.stats["h2d_bytes"] += host.nbytes
+        return d
+
+    def param(self, name, host, key=None):
+        entry = self._params.get(name)
+        if (key is not None and entry is not None and entry[1] is not None
+                and _same_key(entry[1], key)):
+            return entry[0]
+        host = np.ascontiguousarray(host)
+        if entry is None or entry[0].shape != host.shape or entry[0].dtype != host.dtype:
+            self._params.pop(name, None)
+            d = cuda.device_array(host.shape, host.dtype)
+            self.stats["allocations"] += 1
+        else:
+            d = entry[0]
+        if host.size:
+            d.copy_to_device(host)
+            self.stats["h2d_bytes"] += host.nbytes
+        self.stats["param_uploads"] += 1
+        self._params[name] = (d, key)
+        return d
+
+    def fetch(self, d):
+        host = np.empty(d.shape, d.dtype)
+        if d.size:
+            d.copy_to_host(host)
+            self.stats["d2h_bytes"] += host.nbytes
+        return host
+
+    def phase(self, name):
+        return _NO_PHASE if self.profile is None else _Phase(self.profile, name)
+
+    # --- kernels --------------------------------------------------------------------------
+    def forward(self, in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
+                h_alpha, h_beta, h_c, o_alpha, o_beta, o_c,
+                theta, v_reset, dt, n_steps, alif, rho_b, tau_m_h, tau_b, b_incr,
+                out_spiking, p_drop, noise_amp, seed, n_max_spike, keep_traces,
+                capacity, clear_store=False):
+        """Forward pass of the batch on device arrays (arguments as ``forward_batch``, without
+        the outputs). Returns the outputs, device arrays by the names of ``forward_batch``'s
+        arguments. ``clear_store``: zero the spike store first (its elements beyond the stored
+        spikes are then zero, as in a new host array)."""
+        B = in_ptr.shape[0]
+        L, N = h_alpha.shape
+        C = o_alpha.shape[0]
+        U = L * N + C
+        dtype = np.dtype(W_in.dtype)
+        cap = int(capacity)
+        tr = (B, n_steps, L, N) if keep_traces else (0, 0, 0, 0)
+        # the int64 per-sample results in one buffer: one clear, one copy back ("counters")
+        out = dict(self.packed("counters", np.int64, (("sp_need", (B,)), ("n_unstored", (B,)),
+                                                      ("first_step", (B, C)))))
+        out.update({"sp_ptr": self.buffer("sp_ptr", (B, n_steps + 1), np.int64),
+                    "sp_idx": self.buffer("sp_idx", (B, cap), np.int32),
+                    "sp_imv": self.buffer("sp_imv", (B, cap), dtype),
+                    "sp_b": self.buffer("sp_b", (B, cap if alif else 0), dtype),
+                    "counts": self.buffer("counts", (B, U), np.int32),
+                    "V_out_tr": self.buffer("V_out_tr", (B, n_steps + 1, C), dtype),
+                    "I_out_tr": self.buffer("I_out_tr", (B, n_steps, C), dtype),
+                    "V_h_tr": self.buffer("V_h_tr", tr, dtype),
+                    "I_h_tr": self.buffer("I_h_tr", tr, dtype)})
+        if B == 0:
+            return out
+        self.zero(out["counts"])
+        self.clear_packed("counters")
+        if clear_store:
+            self.zero(out["sp_idx"], out["sp_imv"], out["sp_b"])
+        kargs, _, T = _forward_launch(
+            in_ptr, in_ch, W_in, W_fwd, W_rec, W_out, h_alpha, h_beta, h_c, o_alpha, o_beta,
+            o_c, theta, v_reset, dt, n_steps, alif, rho_b, tau_m_h, tau_b, b_incr,
+            out_spiking, p_drop, noise_amp, seed, n_max_spike, keep_traces,
+            *(out[k] for k in ("sp_ptr", "sp_idx", "sp_imv", "sp_b", "sp_need", "n_unstored",
+                               "counts", "first_step", "V_out_tr", "I_out_tr", "V_h_tr",
+                               "I_h_tr")),
+            alloc=self.buffer)
+        _forward_kernel[B, T](*kargs)
+        return out
+
+    def backward(self, in_ptr, in_ch, W_fwd, W_rec, W_out,
+                 h_alpha, h_beta, h_d, o_alpha, o_beta, o_d,
+                 tau_m_h, tau_s_h, tau_m_o, tau_s_o,
+                 theta_jump, dt, n_steps, alif, rho_b, tau_b, b_incr,
+                 sp_ptr, sp_idx, sp_imv, sp_b, first_step,
+                 A_out, force_g, force_c, jump_step, jump_amount, fs_term, reg_jump,
+                 train_tau, train_tau_out, V_h_tr, I_h_tr, V_out_tr, I_out_tr, n_input):
+        """Backward pass on device arrays (arguments as ``backward_batch``, without the
+        gradients; ``n_input``: rows of the input weights). Returns the batch gradients, device
+        arrays of shape (1, ...) by the names of ``backward_batch``'s arguments, in one packed
+        buffer ("grads": ``fetch_parts("grads")`` copies them back), zeroed before the kernel
+        adds into them."""
+        B = in_ptr.shape[0]
+        dtype = np.dtype(W_out.dtype)
+        N = h_alpha.shape[1]
+        grads = self.packed("grads", dtype, (
+            ("dW_in", (1, int(n_input), N)), ("dW_fwd", (1,) + tuple(W_fwd.shape)),
+            ("dW_rec", (1,) + tuple(W_rec.shape)), ("dW_out", (1,) + tuple(W_out.shape)),
+            ("dtau_m_h", (1,) + tuple(tau_m_h.shape)), ("dtau_s_h", (1,) + tuple(tau_s_h.shape)),
+            ("dtau_m_o", (1,) + tuple(tau_m_o.shape)), ("dtau_s_o", (1,) + tuple(tau_s_o.shape))))
+        self.clear_packed("grads")
+        if B == 0:
+            return grads
+        kargs, _, T = _backward_launch(
+            in_ptr, in_ch, W_fwd, W_rec, W_out, h_alpha, h_beta, h_d, o_alpha, o_beta, o_d,
+            tau_m_h, tau_s_h, tau_m_o, tau_s_o, theta_jump, dt, n_steps, alif, rho_b, tau_b,
+            b_incr, sp_ptr, sp_idx, sp_imv, sp_b, first_step,
+            A_out, force_g, force_c, jump_step, jump_amount, fs_term, reg_jump,
+            train_tau, train_tau_out, V_h_tr, I_h_tr, V_out_tr, I_out_tr,
+            *(grads[k] for k in ("dW_in", "dW_fwd", "dW_rec", "dW_out", "dtau_m_h", "dtau_s_h",
+                                 "dtau_m_o", "dtau_s_o")),
+            alloc=self.buffer)
+        _backward_kernel[B, T](*kargs)
+        return grads
+
+
+def _same_key(a, b):
+    """Keys of ``Workspace.param``: tuples compared item by item, objects by identity (a host
+    array stands for itself), everything else by ``==``."""
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same_key(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return a is b
+    return type(a) is type(b) and a == b
+
+
+class _NoPhase:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NO_PHASE = _NoPhase()
 
 
 def compile_ptx(kernel, *args, cc=(9, 0)):

@@ -10,6 +10,7 @@ Parameter names (keys of ``params`` and ``grads``), matching the reference's fil
   tau_syn_output (C,). Weight matrices are pre-major: W[i_pre, j_post].
 """
 import math
+import warnings
 
 import numba
 import numpy as np
@@ -23,10 +24,11 @@ OUTPUT_TYPES = ("LI", "hetLI")
 BACKENDS = ("cpu", "cuda", "auto")
 
 
-def select_engine(backend):
+def select_engine(backend, cuda_visible_devices=True, manual_gpu=None):
     """The engine module of a BACKEND: "cpu" (``engine_cpu``), "cuda" (``engine_cuda``: an NVIDIA
     GPU, or numba's CUDA simulator when NUMBA_ENABLE_CUDASIM=1), "auto" ("cuda" when a GPU is
-    usable, else "cpu"; never the simulator)."""
+    usable, else "cpu"; never the simulator). On a real GPU the device is chosen by
+    ``select_gpu(cuda_visible_devices, manual_gpu)``."""
     if backend not in BACKENDS:
         raise ValueError(f"BACKEND {backend!r} not in {BACKENDS}")
     if backend == "cpu":
@@ -38,8 +40,65 @@ def select_engine(backend):
     if not cuda.is_available():
         raise RuntimeError("BACKEND 'cuda' needs an NVIDIA GPU with a working CUDA driver "
                            "(numba.cuda.is_available() is False); use 'cpu' or 'auto'")
+    if not config.ENABLE_CUDASIM:
+        select_gpu(cuda_visible_devices, manual_gpu)
     import engine_cuda
     return engine_cuda
+
+
+_SELECTED_GPU = None    # (device id, request) once select_gpu has chosen in this process
+
+
+def select_gpu(cuda_visible_devices=True, manual_gpu=None, cuda=None):
+    """Choose this process's GPU as the original's p["CUDA_VISIBLE_DEVICES"] intends (GeNN's
+    device selection):
+
+    * True: the environment variable CUDA_VISIBLE_DEVICES decides. Nothing is selected here;
+      numba uses the first visible device (its device 0). ``manual_gpu`` is not used.
+    * False, ``manual_gpu`` = k: device k (numba's numbering: the k-th visible device), as
+      ``SHD_model(p, manual_GPU=k)``.
+    * False, no ``manual_gpu``: the visible device with the most free memory. Each device is
+      opened once to read its free memory, and the contexts are closed again, so this must run
+      before anything else in the process uses the GPU (the first network does it).
+
+    One process uses one GPU: the first call decides, and a later call that asks for another
+    device gets the first one with a warning. Returns the device id chosen here, or None when
+    the choice is left to numba (True) or there is no GPU. ``cuda``: the ``numba.cuda`` module
+    (tests pass a stand-in)."""
+    global _SELECTED_GPU
+    if cuda is None:
+        from numba import cuda
+        from numba.core import config
+        if config.ENABLE_CUDASIM:
+            return None
+    request = (bool(cuda_visible_devices), None if manual_gpu is None else int(manual_gpu))
+    if _SELECTED_GPU is not None:
+        if _SELECTED_GPU[1] != request:
+            warnings.warn(f"GPU already chosen in this process (device {_SELECTED_GPU[0]}, "
+                          f"by CUDA_VISIBLE_DEVICES={_SELECTED_GPU[1][0]}, manual_GPU="
+                          f"{_SELECTED_GPU[1][1]}); ignoring CUDA_VISIBLE_DEVICES={request[0]}, "
+                          f"manual_GPU={request[1]}", RuntimeWarning, stacklevel=2)
+        return _SELECTED_GPU[0]
+    if not cuda.is_available():
+        return None
+    if request[0]:
+        device = None
+    else:
+        n = len(cuda.gpus)
+        if request[1] is not None:
+            device = request[1]
+            if not 0 <= device < n:
+                raise ValueError(f"manual_GPU={device}, but {n} GPU(s) are visible")
+        else:
+            free = []
+            for k in range(n):
+                cuda.select_device(k)
+                free.append(cuda.current_context().get_memory_info()[0])
+                cuda.close()
+            device = max(range(n), key=lambda k: (free[k], -k))
+        cuda.select_device(device)
+    _SELECTED_GPU = (device, request)
+    return device
 
 
 def heterogeneous_taus(rng, mean, minimum, shape):
@@ -60,8 +119,9 @@ class TrialResult:
         self.n_unstored = n_unstored     # (B,) spikes beyond N_MAX_SPIKE, left out of the backward
         self.grads = grads
         self.first_step = first_step
-        # state at the start of every step: V_out (B, n_steps + 1, C), I_out (B, n_steps, C),
-        # V_hidden / I_hidden (B, n_steps, L, N) or empty when not kept
+        # state at the start of every step: V_out (B, n_steps + 1, C), I_out (B, n_steps, C)
+        # (on the GPU (B, 0, C) unless asked for), V_hidden / I_hidden (B, n_steps, L, N) or
+        # empty when not kept (on the GPU: kept only when asked for)
         self.V_out, self.I_out, self.V_hidden, self.I_hidden = traces
         self.spikes = spikes             # (sp_ptr, sp_idx, sp_imv) of the stored spikes
 
@@ -75,7 +135,8 @@ class EventPropNetwork:
                  tau_accumulator=20.0, reg_type="none", lbd_upper=0.0, lbd_lower=0.0,
                  nu_upper=0.0, avg_snsum=False, rho_upper=0.0, glb_upper=0.0,
                  n_max_spike=1500, train_tau=False, train_tau_output=False, n_batch=32,
-                 init=None, seed=None, dtype=np.float32, backend="cpu"):
+                 init=None, seed=None, dtype=np.float32, backend="cpu",
+                 cuda_visible_devices=True, manual_gpu=None):
         if hidden_type not in HIDDEN_TYPES:
             raise ValueError(f"hidden_type {hidden_type!r} not in {HIDDEN_TYPES}")
         if output_type not in OUTPUT_TYPES:
@@ -102,10 +163,20 @@ class EventPropNetwork:
         self.n_batch = n_batch
         self.dtype = np.dtype(dtype)
         self.backend = backend
-        self.engine = select_engine(backend)
+        self.engine = select_engine(backend, cuda_visible_devices, manual_gpu)
         self.rng = np.random.default_rng(seed)
         self._capacity = 16 * (n_layers * n_hidden + n_output)
         self.params = self._initial_params(init or {}, tau_mem, tau_syn)
+        # GPU backend: parameters live on the device between trials. With
+        # ``track_param_changes`` False (default) the weights are uploaded before every trial,
+        # so changes made in place are always seen. A caller that calls ``params_changed()``
+        # after every in-place change (optimiser step, rewiring) sets it True, and the weights
+        # are uploaded only after such a call. (Time constants are small: they are compared
+        # with the uploaded values every trial.)
+        self.track_param_changes = False
+        self._params_version = 0
+        self._gpu = None            # (engine, its Workspace)
+        self._coeff_cache = {}
 
     # ------------------------------------------------------------------------------------------
     def _initial_params(self, init, tau_mem, tau_syn):
@@ -148,6 +219,13 @@ class EventPropNetwork:
                 raise ValueError(f"parameter {name!r} has shape {value.shape}, "
                                  f"expected {self.params[name].shape}")
             self.params[name] = value.copy()
+        self.params_changed()
+
+    def params_changed(self):
+        """Say that parameters were changed in place (after an optimiser step, rewiring, ...).
+        The GPU backend then uploads them before the next trial; see ``track_param_changes``.
+        Replacing an array of ``params``, ``set_params`` and ``clip_taus`` need no call."""
+        self._params_version += 1
 
     def clip_taus(self):
         """Lower bounds of trained time constants (applied after every optimiser step)."""
@@ -156,6 +234,7 @@ class EventPropNetwork:
         np.maximum(p["tau_syn_hidden"], self.min_tau_syn, out=p["tau_syn_hidden"])
         np.maximum(p["tau_m_output"], self.min_tau_m, out=p["tau_m_output"])
         np.maximum(p["tau_syn_output"], self.min_tau_syn, out=p["tau_syn_output"])
+        self.params_changed()
 
     def _coefficients(self, tau_m, tau_s):
         coeff = np.array([lif_coefficients(float(a), float(b), self.dt)
@@ -164,7 +243,8 @@ class EventPropNetwork:
 
     # ------------------------------------------------------------------------------------------
     def run_batch(self, in_ptr, in_ch, labels, learn, train_mode=None, p_drop_hidden=0.0,
-                  noise=0.0, seed=0, keep_spikes=False, keep_hidden_traces=False):
+                  noise=0.0, seed=0, keep_spikes=False, keep_hidden_traces=False,
+                  keep_output_current=True):
         """Forward pass of one mini-batch (only its real samples; the 1/B factors use the nominal
         batch size), loss, and, if ``learn``, the backward pass.
 
@@ -172,9 +252,15 @@ class EventPropNetwork:
         labels (B,): class of each sample. ``p_drop_hidden`` and ``noise`` act in the forward pass
         (pass 0 for evaluation). ``seed`` makes dropout/noise draws of this trial reproducible.
         ``keep_spikes`` returns the stored spikes, ``keep_hidden_traces`` the hidden V and I of
-        every step (for recordings).
+        every step (for recordings). On the GPU backend, ``keep_output_current`` False leaves the
+        output current trace on the device (``I_out`` is then (B, 0, C)), and the hidden traces
+        come back only with ``keep_hidden_traces``.
         Returns a ``TrialResult``; ``grads`` is None unless ``learn``.
         """
+        if hasattr(self.engine, "Workspace"):
+            return self._run_batch_device(in_ptr, in_ch, labels, learn, p_drop_hidden, noise,
+                                          seed, keep_spikes, keep_hidden_traces,
+                                          keep_output_current)
         p, dt, dtype = self.params, self.dt, self.dtype
         L, N, C, n_steps = self.n_layers, self.n_hidden, self.n_output, self.n_steps
         B = in_ptr.shape[0]
@@ -217,26 +303,153 @@ class EventPropNetwork:
 
         hidden_counts = counts[:, :L * N].reshape(B, L, N)
         output_counts = counts[:, L * N:]
-        accumulator = None
-        if self.loss_type == "sum_weigh_input":
-            accumulator = losses.accumulator_trace(np.diff(in_ptr, axis=1), dt,
-                                                   self.tau_accumulator)
-        terms = losses.output_terms(
-            self.loss_type, V_out_tr, first_step, labels, dt, self.trial_ms,
-            p["tau_m_output"].astype(np.float64), self.n_batch, tau_0=self.tau_0,
-            tau_1=self.tau_1, alpha=self.alpha, accumulator=accumulator, dtype=dtype,
-            need_backward=learn)
+        terms = self._loss_terms(in_ptr, V_out_tr, first_step, labels, learn)
         grads = None
         if learn:
-            reg_jump = losses.regularisation_jumps(self.reg["reg_type"], hidden_counts,
-                                                   self.n_batch, self.reg["lbd_upper"],
-                                                   self.reg["lbd_lower"], self.reg["nu_upper"],
-                                                   self.reg["avg_snsum"], self.reg["rho_upper"],
-                                                   self.reg["glb_upper"], dtype=dtype)
+            reg_jump = self._regularisation_jumps(hidden_counts)
             grads = self._backward(in_ptr, in_ch, h_alpha, h_beta, h_d, o_alpha, o_beta, o_d,
                                    alif, rho_b, sp_ptr, sp_idx, sp_imv, sp_b, first_step, terms,
                                    reg_jump, V_h_tr, I_h_tr, V_out_tr, I_out_tr)
         spikes = (sp_ptr, sp_idx, sp_imv) if keep_spikes else None
+        return TrialResult(terms, (hidden_counts, output_counts), n_unstored, grads, first_step,
+                           (V_out_tr, I_out_tr, V_h_tr, I_h_tr), spikes)
+
+    def _loss_terms(self, in_ptr, V_out_tr, first_step, labels, learn):
+        accumulator = None
+        if self.loss_type == "sum_weigh_input":
+            accumulator = losses.accumulator_trace(np.diff(in_ptr, axis=1), self.dt,
+                                                   self.tau_accumulator)
+        return losses.output_terms(
+            self.loss_type, V_out_tr, first_step, labels, self.dt, self.trial_ms,
+            self.params["tau_m_output"].astype(np.float64), self.n_batch, tau_0=self.tau_0,
+            tau_1=self.tau_1, alpha=self.alpha, accumulator=accumulator, dtype=self.dtype,
+            need_backward=learn)
+
+    def _regularisation_jumps(self, hidden_counts):
+        r = self.reg
+        return losses.regularisation_jumps(r["reg_type"], hidden_counts, self.n_batch,
+                                           r["lbd_upper"], r["lbd_lower"], r["nu_upper"],
+                                           r["avg_snsum"], r["rho_upper"], r["glb_upper"],
+                                           dtype=self.dtype)
+
+    # --- GPU backend: trials through a Workspace that keeps buffers and parameters on the device
+    def _workspace(self):
+        if self._gpu is None or self._gpu[0] is not self.engine:
+            self._gpu = (self.engine, self.engine.Workspace())
+        return self._gpu[1]
+
+    def _cached_coefficients(self, which, tau_m, tau_s):
+        """``_coefficients`` of these time constants, recomputed only when their values
+        changed; and the key (the values) for uploading them."""
+        key = (np.dtype(tau_m.dtype).str, tau_m.tobytes(), tau_s.tobytes())
+        hit = self._coeff_cache.get(which)
+        if hit is None or hit[0] != key:
+            hit = (key, self._coefficients(tau_m, tau_s))
+            self._coeff_cache[which] = hit
+        return hit[1], key
+
+    def _device_params(self, ws):
+        """Device copies of the parameters and of the neuron coefficients (uploaded only when
+        needed, see ``track_param_changes``)."""
+        p = self.params
+        d = {}
+        for name in ("w_input_hidden", "w_hidden_hidden_fwd", "w_hidden_hidden",
+                     "w_hidden_output"):
+            key = (self._params_version, p[name]) if self.track_param_changes else None
+            d[name] = ws.param(name, p[name], key)
+        for name in ("tau_m_hidden", "tau_syn_hidden", "tau_m_output", "tau_syn_output"):
+            d[name] = ws.param(name, p[name], (np.dtype(p[name].dtype).str, p[name].tobytes()))
+        for which, tau_m, tau_s in (("h", "tau_m_hidden", "tau_syn_hidden"),
+                                    ("o", "tau_m_output", "tau_syn_output")):
+            coeff, key = self._cached_coefficients(which, p[tau_m], p[tau_s])
+            for name, value in zip(("alpha", "beta", "c", "d"), coeff):
+                d[f"{which}_{name}"] = ws.param(f"{which}_{name}", value, key)
+        return d
+
+    def _run_batch_device(self, in_ptr, in_ch, labels, learn, p_drop_hidden, noise, seed,
+                          keep_spikes, keep_hidden_traces, keep_output_current):
+        """``run_batch`` on the GPU: weights, inputs, spike store, traces and gradients are
+        device arrays of the network's Workspace, reused from trial to trial. Copied to the
+        device each trial: the inputs, the loss terms, and parameters that changed. Copied
+        back: what the loss and the caller need (V_out, first spikes, counts, the spike store
+        size and overflow counters; the gradients when learning, in one copy; I_out, spikes and
+        hidden traces when asked for)."""
+        ws = self._workspace()
+        dt, dtype = self.dt, self.dtype
+        L, N, C, n_steps = self.n_layers, self.n_hidden, self.n_output, self.n_steps
+        B = in_ptr.shape[0]
+        labels = np.asarray(labels, dtype=np.int64)
+        alif = self.hidden_type == "ALIF"
+        rho_b = math.exp(-dt / self.tau_b)
+        keep_traces = (learn and self.train_tau) or keep_hidden_traces
+        in_ptr = np.ascontiguousarray(in_ptr, dtype=np.int64)
+        in_ch = np.ascontiguousarray(in_ch, dtype=np.int32)
+        with ws.phase("upload"):
+            d = self._device_params(ws)
+            d_in_ptr = ws.put("in_ptr", in_ptr)
+            d_in_ch = ws.put("in_ch", in_ch)
+        while True:
+            cap = self._capacity
+            with ws.phase("forward"):
+                out = ws.forward(
+                    d_in_ptr, d_in_ch, d["w_input_hidden"], d["w_hidden_hidden_fwd"],
+                    d["w_hidden_hidden"], d["w_hidden_output"], d["h_alpha"], d["h_beta"],
+                    d["h_c"], d["o_alpha"], d["o_beta"], d["o_c"], self.v_thresh, self.v_reset,
+                    dt, n_steps, alif, rho_b, d["tau_m_hidden"], self.tau_b, self.b_incr,
+                    self.output_spiking, float(p_drop_hidden), float(noise), int(seed),
+                    self.n_max_spike, keep_traces, cap, clear_store=keep_spikes)
+            with ws.phase("download"):
+                counters = ws.fetch_parts("counters")   # sp_need, n_unstored, first_step
+            need = int(counters["sp_need"].max()) if B else 0
+            if need <= cap:
+                break
+            self._capacity = int(need * 1.25) + 16   # grow the spike store and run again
+        with ws.phase("download"):
+            counts = ws.fetch(out["counts"])
+            n_unstored, first_step = counters["n_unstored"], counters["first_step"]
+            V_out_tr = ws.fetch(out["V_out_tr"])
+            I_out_tr = (ws.fetch(out["I_out_tr"]) if keep_output_current
+                        else np.zeros((B, 0, C), dtype=dtype))
+            if keep_hidden_traces:
+                V_h_tr, I_h_tr = ws.fetch(out["V_h_tr"]), ws.fetch(out["I_h_tr"])
+            else:
+                V_h_tr = I_h_tr = np.zeros((0, 0, 0, 0), dtype=dtype)
+            spikes = None
+            if keep_spikes:
+                spikes = (ws.fetch(out["sp_ptr"]), ws.fetch(out["sp_idx"]),
+                          ws.fetch(out["sp_imv"]))
+        hidden_counts = counts[:, :L * N].reshape(B, L, N)
+        output_counts = counts[:, L * N:]
+        with ws.phase("loss"):
+            terms = self._loss_terms(in_ptr, V_out_tr, first_step, labels, learn)
+        grads = None
+        if learn:
+            with ws.phase("loss"):
+                reg_jump = self._regularisation_jumps(hidden_counts)
+            with ws.phase("upload"):
+                t = {name: ws.put(name, value) for name, value in (
+                    ("A_out", terms.A_out), ("force_g", terms.force_g),
+                    ("force_c", terms.force_c), ("jump_step", terms.jump_step),
+                    ("jump_amount", terms.jump_amount), ("fs_term", terms.fs_term),
+                    ("reg_jump", reg_jump))}
+            with ws.phase("backward"):
+                g = ws.backward(
+                    d_in_ptr, d_in_ch, d["w_hidden_hidden_fwd"], d["w_hidden_hidden"],
+                    d["w_hidden_output"], d["h_alpha"], d["h_beta"], d["h_d"], d["o_alpha"],
+                    d["o_beta"], d["o_d"], d["tau_m_hidden"], d["tau_syn_hidden"],
+                    d["tau_m_output"], d["tau_syn_output"], self.v_thresh - self.v_reset, dt,
+                    n_steps, alif, rho_b, self.tau_b, self.b_incr, out["sp_ptr"],
+                    out["sp_idx"], out["sp_imv"], out["sp_b"], out["first_step"], t["A_out"],
+                    t["force_g"], t["force_c"], t["jump_step"], t["jump_amount"], t["fs_term"],
+                    t["reg_jump"], self.train_tau, self.train_tau_output, out["V_h_tr"],
+                    out["I_h_tr"], out["V_out_tr"], out["I_out_tr"], n_input=self.n_input)
+            with ws.phase("download"):
+                g = ws.fetch_parts("grads")       # all gradients in one copy
+                grads = {name: g[key][0] for name, key in (
+                    ("w_input_hidden", "dW_in"), ("w_hidden_hidden_fwd", "dW_fwd"),
+                    ("w_hidden_hidden", "dW_rec"), ("w_hidden_output", "dW_out"),
+                    ("tau_m_hidden", "dtau_m_h"), ("tau_syn_hidden", "dtau_s_h"),
+                    ("tau_m_output", "dtau_m_o"), ("tau_syn_output", "dtau_s_o"))}
         return TrialResult(terms, (hidden_counts, output_counts), n_unstored, grads, first_step,
                            (V_out_tr, I_out_tr, V_h_tr, I_h_tr), spikes)
 

@@ -194,7 +194,7 @@ class Recorder:
         save_npy(f"{out_dir}/{prefix}rec_predictions.npy", cat(self.predictions))
 
 
-def build_network(p, n_input, n_output, init):
+def build_network(p, n_input, n_output, init, manual_gpu=None):
     """An ``EventPropNetwork`` from a simulator's parameter dictionary. ``init`` maps projection
     name ("input_hidden", "hidden_hidden", "hidden_hiddenfwd", "hidden_output") to (mean, std).
     Keys a simulator does not have take the value that switches their feature off."""
@@ -214,7 +214,8 @@ def build_network(p, n_input, n_output, init):
         glb_upper=g("GLB_UPPER", 0.0), n_max_spike=p["N_MAX_SPIKE"],
         train_tau=g("TRAIN_TAU", False), train_tau_output=g("TRAIN_TAU_OUTPUT", False),
         n_batch=p["N_BATCH"], init=init, seed=p.get("MODEL_SEED"),
-        dtype=np.dtype(g("DTYPE", "float32")), backend=g("BACKEND", "cpu"))
+        dtype=np.dtype(g("DTYPE", "float32")), backend=g("BACKEND", "cpu"),
+        cuda_visible_devices=g("CUDA_VISIBLE_DEVICES", True), manual_gpu=manual_gpu)
 
 
 def trainable_parameters(net, p):
@@ -262,6 +263,7 @@ class Trainer:
 
     def __init__(self, net, beta1=0.9, beta2=0.999, eps=1e-8, trainable=None):
         self.net = net
+        net.track_param_changes = True     # params_changed() follows every change made here
         self.adam = Adam(beta1, beta2, eps)
         self.trainable = list(trainable if trainable is not None else
                               [k for k in ("w_input_hidden", "w_hidden_hidden_fwd",
@@ -278,6 +280,7 @@ class Trainer:
         only when learning. ``on_trial(trial, stats)`` is called after each trial. Returns
         ``EpochStats``."""
         net = self.net
+        net.params_changed()     # whatever changed between epochs (rewiring, loading) goes up
         B = net.n_batch
         n_trials = -(-len(order) // B)
         stats = EpochStats(net.n_layers, net.n_hidden)
@@ -296,12 +299,14 @@ class Trainer:
                                    seed=hash((seed, epoch, trial)) & 0x7FFFFFFF,
                                    keep_spikes="spikes" in kinds,
                                    keep_hidden_traces=bool(kinds) and
-                                   recorder.needs_hidden_traces(kinds))
+                                   recorder.needs_hidden_traces(kinds),
+                                   keep_output_current="neurons" in kinds)
             if learn:
                 self.adam.step(net.params, result.grads, rate() if callable(rate) else rate,
                                self.trainable)
                 if any(k.startswith("tau") for k in self.trainable):
                     net.clip_taus()
+                net.params_changed()
                 self.n_updates += 1
             if kinds:
                 recorder.record(net, result, in_ptr, in_ch, labels, kinds)

@@ -137,7 +137,7 @@ p = {
     "N_FOLDS": 5,               # cross_validate: number of folds of the training set ...
     "FOLDS": None,              # ... and which of them to run (None: all; e.g. [2] for one)
     "FOLD_BY": "user",          # "user": a fold holds whole users; "random": random samples
-    "CUDA_VISIBLE_DEVICES": False,  # accepted for compatibility
+    "CUDA_VISIBLE_DEVICES": False,  # BACKEND cuda: False: manual_GPU or the freest GPU
     "REDUCED_CLASSES": None,    # list of classes to keep (relabelled 0, 1, ... in this order)
     "AUGMENTATION": {"NORMALISE_SPIKE_NUMBER": False},
     "COLLECT_CONFUSION": False,
@@ -222,6 +222,7 @@ class DVS_gesture_model(Experiment):
     ``manual_GPU`` is accepted for compatibility."""
 
     def __init__(self, params=None, manual_GPU=None):
+        self.manual_GPU = manual_GPU
         self._data_key = None
         self._load_data(validate(params or {}))
 
@@ -288,7 +289,8 @@ class DVS_gesture_model(Experiment):
                 "hidden_hiddenfwd": (p["HIDDEN_HIDDENFWD_MEAN"], p["HIDDEN_HIDDENFWD_STD"]),
                 "hidden_output": (p["HIDDEN_OUTPUT_MEAN"], p["HIDDEN_OUTPUT_STD"])}
         n_input = dvs_data.N_CHANNELS * (p["N_INPUT_DELAY"] + 1)
-        net = build_network(p, n_input, self.n_classes, init)
+        net = build_network(p, n_input, self.n_classes, init,
+                            manual_gpu=self.manual_GPU)
         return Trainer(net, p["ADAM_BETA1"], p["ADAM_BETA2"], p["ADAM_EPS"],
                        trainable=trainable_parameters(net, p))
 

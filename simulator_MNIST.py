@@ -91,7 +91,7 @@ p = {
     "LOSS_TYPE": "avg_xentropy",
     "TAU_ACCUMULATOR": 20.0,    # sum_weigh_input
     "EVALUATION": "random",     # accepted for compatibility; unused (as in the original)
-    "CUDA_VISIBLE_DEVICES": True,   # accepted for compatibility
+    "CUDA_VISIBLE_DEVICES": True,   # BACKEND cuda: True: the env. variable picks the GPU
     "AVG_SNSUM": False,
     "REDUCED_CLASSES": None,    # list of digits to keep (relabelled 0, 1, ... in this order)
     "TAU_0": 0.5,

@@ -122,7 +122,7 @@ p = {
     "ALPHA": 5e-5,
     "EVALUATION": "random",     # "random", "speaker", "validation_set" (SSC)
     "SPEAKER_LEFT": [0],        # indices into the sorted speaker ids
-    "CUDA_VISIBLE_DEVICES": True,   # accepted for compatibility
+    "CUDA_VISIBLE_DEVICES": True,   # BACKEND cuda: True: the env. variable picks the GPU
     "REDUCED_CLASSES": None,    # list of classes to keep (relabelled 0, 1, ... in this order)
     "AUGMENTATION": {"NORMALISE_SPIKE_NUMBER": False},
     "COLLECT_CONFUSION": False,
@@ -246,6 +246,7 @@ class SHD_model(Experiment):
     ``cross_validate_SHD``). ``manual_GPU`` is accepted for compatibility."""
 
     def __init__(self, params=None, manual_GPU=None):
+        self.manual_GPU = manual_GPU
         self._data_key = None
         self._load_data(validate(params or {}))
 
@@ -309,7 +310,8 @@ class SHD_model(Experiment):
                 "hidden_hiddenfwd": (p["HIDDEN_HIDDENFWD_MEAN"], p["HIDDEN_HIDDENFWD_STD"]),
                 "hidden_output": (p["HIDDEN_OUTPUT_MEAN"], p["HIDDEN_OUTPUT_STD"])}
         n_input = shd_data.N_CHANNELS * (p["N_INPUT_DELAY"] + 1)
-        net = build_network(p, n_input, self.n_classes, init)
+        net = build_network(p, n_input, self.n_classes, init,
+                            manual_gpu=self.manual_GPU)
         return Trainer(net, p["ADAM_BETA1"], p["ADAM_BETA2"], p["ADAM_EPS"],
                        trainable=trainable_parameters(net, p))
 

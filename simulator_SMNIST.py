@@ -127,7 +127,7 @@ p = {
     "ALPHA": 3e-3,
     "EVALUATION": "random",     # accepted for compatibility; only "random" (the split above)
     "SPEAKER_LEFT": 0,          # accepted for compatibility; no effect
-    "CUDA_VISIBLE_DEVICES": False,  # accepted for compatibility
+    "CUDA_VISIBLE_DEVICES": False,  # BACKEND cuda: False: manual_GPU or the freest GPU
     "REDUCED_CLASSES": None,    # list of digits to keep (relabelled 0, 1, ... in this order)
     "AUGMENTATION": {"NORMALISE_SPIKE_NUMBER": False},  # accepted for compatibility; none act
     "COLLECT_CONFUSION": False,

@@ -21,6 +21,12 @@ How this file runs:
 Each equality test runs ``EventPropNetwork.run_batch`` with a "twin" engine in place of
 ``engine_cpu``: every forward and backward call runs the CPU kernel on the network's arrays and
 the CUDA kernel on copies of them, and the test compares all the outputs of every call.
+
+The ``test_device_*`` tests run networks on ``engine_cuda`` itself, that is through its
+``Workspace`` (buffers and parameters kept on the device from trial to trial), against networks on
+the CPU over sequences of trials, and check what is uploaded, copied back and allocated.
+``test_select_gpu_*`` check the device choice with a stand-in for ``numba.cuda`` (no GPU needed),
+and ``test_bench_cuda_quick`` runs ``bench/bench_cuda.py --quick``.
 """
 import os
 import subprocess
@@ -255,6 +261,259 @@ def test_network_on_cuda_engine_equals_cpu():
         assert_close(name, g, gpu.grads[name], 1e-4)
 
 
+def cuda_net(loss_type, dtype=np.float32, **kw):
+    """A network on engine_cuda (the device-resident path of run_batch)."""
+    net = make_net(loss_type, dtype, **kw)
+    net.engine = engine_cuda
+    return net
+
+
+def assert_trials_equal(cpu, gpu, rtol=1e-4, spikes=True):
+    np.testing.assert_array_equal(gpu.hidden_counts, cpu.hidden_counts)
+    np.testing.assert_array_equal(gpu.output_counts, cpu.output_counts)
+    np.testing.assert_array_equal(gpu.first_step, cpu.first_step)
+    np.testing.assert_array_equal(gpu.n_unstored, cpu.n_unstored)
+    np.testing.assert_array_equal(gpu.predictions, cpu.predictions)
+    np.testing.assert_allclose(gpu.loss, cpu.loss, rtol=rtol, atol=1e-7)
+    assert_close("V_out", cpu.V_out, gpu.V_out, rtol)
+    if spikes:
+        for name, c, g in zip(("sp_ptr", "sp_idx", "sp_imv"), cpu.spikes, gpu.spikes):
+            assert_close(name, c, g, rtol)     # the whole store: zero beyond the stored spikes
+    if cpu.grads is not None:
+        assert set(gpu.grads) == set(cpu.grads)
+        for name, g in cpu.grads.items():
+            assert_close(name, g, gpu.grads[name], rtol)
+
+
+@needs_cuda
+def test_device_resident_trials_equal_cpu():
+    """A sequence of trials on one network, as an epoch runs them: learning trials with the
+    weights changed in place between them (no params_changed call), a smaller last batch, the
+    spike store growing, spikes beyond N_MAX_SPIKE, evaluation trials, recordings. Every trial
+    equals the CPU engine's; buffers are allocated in the first trials only."""
+    kw = dict(hidden_type="ALIF", recurrent=True, train_tau=True, train_tau_output=True,
+              n_max_spike=2)
+    cpu = make_net("avg_xentropy", np.float32, **kw)
+    gpu = cuda_net("avg_xentropy", np.float32, **kw)
+    data = make_data(30, seed=5, n_spikes=40)
+    rng = np.random.default_rng(0)
+    plan = [  # (samples, learn, keep_spikes, keep_hidden_traces, p_drop, noise, capacity)
+        ([0, 1, 2], True, True, True, 0.1, 0.2, None),
+        ([2, 0, 1], True, False, False, 0.2, 0.3, None),
+        ([1, 2], True, True, False, 0.0, 0.0, None),          # smaller last batch
+        ([0, 1, 2], True, True, False, 0.1, 0.0, 3),          # store too small: grows
+        ([0, 1, 2], False, True, True, 0.0, 0.0, None),       # evaluation
+        ([2, 1], False, False, False, 0.0, 0.0, None),
+        ([0, 2], False, True, False, 0.0, 0.0, None)]
+    allocations, unstored = [], []
+    for k, (idx, learn, keep_spikes, keep_hidden, p_drop, noise, cap) in enumerate(plan):
+        if cap is not None:
+            cpu._capacity = gpu._capacity = cap
+        in_ptr, in_ch = data.batch(np.array(idx))
+        labels = data.labels[idx]
+        run = dict(learn=learn, p_drop_hidden=p_drop, noise=noise, seed=11 + k,
+                   keep_spikes=keep_spikes, keep_hidden_traces=keep_hidden)
+        rc = cpu.run_batch(in_ptr, in_ch, labels, **run)
+        rg = gpu.run_batch(in_ptr, in_ch, labels, **run)
+        assert rc.hidden_counts.sum() > 10
+        unstored.append(int(rc.n_unstored.sum()))
+        assert_trials_equal(rc, rg, spikes=keep_spikes)
+        if not keep_spikes:
+            assert rg.spikes is None
+        assert_close("I_out", rc.I_out, rg.I_out, 1e-4)
+        if keep_hidden:
+            assert_close("V_hidden", rc.V_hidden, rg.V_hidden, 1e-4)
+            assert_close("I_hidden", rc.I_hidden, rg.I_hidden, 1e-4)
+        else:                                  # the tau training's traces stayed on the device
+            assert rg.V_hidden.size == 0 and rg.I_hidden.size == 0
+        if learn:                              # the same in-place step on both networks
+            for name, g in rc.grads.items():
+                step = (1e-2 * np.sign(g) * (rng.random(g.shape) < 0.5)).astype(g.dtype)
+                cpu.params[name] -= step
+                gpu.params[name] -= step
+            cpu.clip_taus()
+            gpu.clip_taus()
+        allocations.append(gpu._gpu[1].stats["allocations"])
+    assert sum(u > 0 for u in unstored) >= 4               # spikes beyond N_MAX_SPIKE
+    # the second trial allocates nothing, the smaller batch only its per-sample counters (the
+    # other buffers: views), the evaluation trials after the store grew nothing but the empty
+    # hidden traces (first trial without them)
+    assert allocations[0] == allocations[1] == allocations[2] - 1
+    assert allocations[3] == allocations[4]
+    assert allocations[5] == allocations[6]
+
+
+@needs_cuda
+def test_device_parameters_uploaded_only_when_changed():
+    """track_param_changes: weights are uploaded again only after params_changed() (or
+    set_params, or a new array); without it (default) before every trial."""
+    data = make_data(30, seed=2, n_spikes=30)
+    in_ptr, in_ch = data.batch(np.arange(BATCH))
+    gpu = cuda_net("sum_weigh_exp", np.float32, recurrent=True)
+    cpu = make_net("sum_weigh_exp", np.float32, recurrent=True)
+    weights = ("w_input_hidden", "w_hidden_hidden", "w_hidden_output", "w_hidden_hidden_fwd")
+    run = lambda net: net.run_batch(in_ptr, in_ch, data.labels, learn=False,   # noqa: E731
+                                    keep_spikes=True)
+    run(gpu)
+    ws = gpu._gpu[1]
+    before = ws.stats["param_uploads"]
+    run(gpu)
+    assert ws.stats["param_uploads"] - before == len(weights)   # default: every trial
+
+    gpu.track_param_changes = True
+    run(gpu)
+    before = dict(ws.stats)
+    r0 = run(gpu)
+    assert ws.stats["param_uploads"] == before["param_uploads"]  # nothing changed: no upload
+    assert ws.stats["h2d_bytes"] - before["h2d_bytes"] == in_ptr.nbytes + in_ch.nbytes
+
+    for net in (gpu, cpu):
+        net.params["w_input_hidden"] *= np.float32(1.5)          # in place
+    stale = run(gpu)                       # not announced: the device keeps the old weights
+    np.testing.assert_array_equal(stale.hidden_counts, r0.hidden_counts)
+    gpu.params_changed()
+    assert_trials_equal(run(cpu), run(gpu))
+
+    for net in (gpu, cpu):
+        net.set_params({"w_hidden_output": net.params["w_hidden_output"] * 2})
+    assert_trials_equal(run(cpu), run(gpu))
+    for net in (gpu, cpu):                 # a new array object
+        net.params["w_hidden_hidden"] = net.params["w_hidden_hidden"] * np.float32(0.5)
+    assert_trials_equal(run(cpu), run(gpu))
+    for net in (gpu, cpu):                 # time constants: compared by value, always seen
+        net.params["tau_m_hidden"] += np.float32(3.0)
+    assert_trials_equal(run(cpu), run(gpu))
+
+
+@needs_cuda
+def test_device_copies_back_only_what_is_needed():
+    """Evaluation without recordings copies back V_out, first spikes, counts and the two
+    per-sample counters; learning adds the gradients (all of them, in one copy)."""
+    data = make_data(30, seed=3, n_spikes=30)
+    in_ptr, in_ch = data.batch(np.arange(BATCH))
+    net = cuda_net("sum_weigh_exp", np.float32, train_tau=True)
+    L, N, C, T = net.n_layers, net.n_hidden, net.n_output, net.n_steps
+    B = BATCH
+    net.run_batch(in_ptr, in_ch, data.labels, learn=True)
+    ws = net._gpu[1]
+    base = B * 8 * 2 + B * (L * N + C) * 4 + B * C * 8 + B * (T + 1) * C * 4
+    start = ws.stats["d2h_bytes"]
+    r = net.run_batch(in_ptr, in_ch, data.labels, learn=False, keep_output_current=False)
+    assert ws.stats["d2h_bytes"] - start == base
+    assert r.I_out.shape == (B, 0, C) and r.V_hidden.size == 0 and r.spikes is None
+    start = ws.stats["d2h_bytes"]
+    r = net.run_batch(in_ptr, in_ch, data.labels, learn=True, keep_output_current=False)
+    params = sum(v.nbytes for v in net.params.values())       # all gradients, one copy
+    assert ws.stats["d2h_bytes"] - start == base + params
+    assert r.V_hidden.size == 0                 # the traces of the tau gradient stayed there
+    assert r.grads["tau_m_hidden"].any() and not r.grads["tau_m_output"].any()
+
+
+@needs_cuda
+def test_bench_cuda_quick(tmp_path, capsys):
+    """bench/bench_cuda.py --quick (tiny configurations) runs; --write creates the CUDA table in
+    a copy of BENCHMARKS.md (before the SHD epoch section) and then adds rows above its
+    marker."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, os.path.join(root, "bench"))
+    try:
+        import bench_cuda
+    finally:
+        sys.path.remove(os.path.join(root, "bench"))
+    path = tmp_path / "BENCHMARKS.md"
+    with open(os.path.join(root, "BENCHMARKS.md")) as f:
+        original = f.read()
+    path.write_text(original)
+    args = ["--quick", "--profile", "--write", "--benchmarks", str(path)]
+    results = bench_cuda.main(args)
+    assert len(results) == 4 and all(r["spikes"] > 0 for r in results)
+    assert all(r["profile"]["forward"] > 0 and r["profile"]["backward"] > 0 for r in results)
+    bench_cuda.main(args)
+    text = path.read_text()
+    assert text.count(bench_cuda.ROWS_MARKER) == 1
+    assert text.count("## CUDA engine") == 1
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "8 LIF" in line]
+    assert len(rows) == 8 and all(line.count("|") == 10 for line in rows)
+    if "## SHD epoch" in original:
+        assert text.index("## CUDA engine") < text.index("## SHD epoch")
+    assert text.replace("\n".join(rows) + "\n", "").replace(bench_cuda.TABLE, "") == original
+    assert "8 LIF recurrent, B=3" in capsys.readouterr().out
+
+
+class FakeCuda:
+    """Stands in for ``numba.cuda`` in the select_gpu tests: GPUs with the given free memory;
+    records select_device and close calls."""
+
+    def __init__(self, free, available=True):
+        self.free, self.available = list(free), available
+        self.gpus = list(range(len(free)))
+        self.calls = []
+        self.current = None
+
+    def is_available(self):
+        return self.available
+
+    def select_device(self, k):
+        self.calls.append(("select", k))
+        self.current = k
+
+    def close(self):
+        self.calls.append(("close",))
+        self.current = None
+
+    def current_context(self):
+        free = self.free[self.current]
+
+        class Context:
+            def get_memory_info(self):
+                return free, 80 << 30
+        return Context()
+
+
+@pytest.fixture
+def fresh_gpu_choice(monkeypatch):
+    monkeypatch.setattr(network, "_SELECTED_GPU", None)
+
+
+def test_select_gpu_by_environment(fresh_gpu_choice):
+    """CUDA_VISIBLE_DEVICES True: the environment variable decides, nothing is selected."""
+    fake = FakeCuda([1, 5, 3])
+    assert network.select_gpu(True, None, cuda=fake) is None
+    assert network.select_gpu(True, None, cuda=fake) is None
+    assert fake.calls == []
+
+
+def test_select_gpu_manual(fresh_gpu_choice):
+    fake = FakeCuda([1, 5, 3])
+    assert network.select_gpu(False, 2, cuda=fake) == 2
+    assert fake.calls == [("select", 2)]
+    assert network.select_gpu(False, 2, cuda=fake) == 2      # decided once per process
+    assert fake.calls == [("select", 2)]
+    with pytest.warns(RuntimeWarning, match="already chosen"):
+        assert network.select_gpu(False, 0, cuda=fake) == 2
+
+
+def test_select_gpu_manual_out_of_range(fresh_gpu_choice):
+    with pytest.raises(ValueError, match="2 GPU"):
+        network.select_gpu(False, 2, cuda=FakeCuda([1, 5]))
+
+
+def test_select_gpu_most_free_memory(fresh_gpu_choice):
+    """CUDA_VISIBLE_DEVICES False without manual_GPU: the device with the most free memory
+    (ties: the lowest id); every probe context is closed before the choice is made."""
+    fake = FakeCuda([1, 5, 3, 5])
+    assert network.select_gpu(False, None, cuda=fake) == 1
+    assert fake.calls == [("select", 0), ("close",), ("select", 1), ("close",),
+                          ("select", 2), ("close",), ("select", 3), ("close",), ("select", 1)]
+    assert fake.current == 1
+
+
+def test_select_gpu_without_gpu(fresh_gpu_choice):
+    fake = FakeCuda([1, 2], available=False)
+    assert network.select_gpu(False, None, cuda=fake) is None
+    assert fake.calls == []
+
+
 @pytest.mark.skipif(SIMULATOR, reason="the simulator does not compile kernels")
 def test_kernels_compile_for_the_gpu():
     """Both kernels (and the models functions inlined into them) compile to PTX, for float32 and
@@ -291,6 +550,9 @@ def test_kernels_compile_for_the_gpu():
         for kernel in ("forward", "backward"):
             ptx = engine_cuda.compile_ptx(kernel, *rec.args[kernel], cc=(8, 0))
             assert ".entry" in ptx
+    for kind in (numba.int32, numba.int64, numba.float32, numba.float64):
+        ptx, _ = cuda.compile_ptx(engine_cuda._zero_kernel.py_func, (kind[::1],), cc=(8, 0))
+        assert ".entry" in ptx
 
 
 @pytest.mark.skipif(SIMULATOR or cuda.is_available(),

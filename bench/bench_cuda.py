@@ -1,0 +1,284 @@
+"""Time the CUDA engine (BACKEND "cuda") on the SHD-shaped workload of bench_engine.py.
+
+Workload: 700 Poisson inputs firing with probability 1 % per step, 1400 steps of 1 ms, N LIF
+hidden neurons (recurrent or not), 20 LI outputs, loss sum_weigh_exp, SHD's initialisation; every
+batch is packed from a pool of 256 synthetic samples, run forward and backward, and followed by
+one Adam step on the host, as ``Trainer.run_epoch`` does it. The network tracks parameter changes
+(``track_param_changes`` with ``params_changed()`` after Adam) and leaves the output current on
+the device (``keep_output_current=False``), as the Trainer is meant to.
+
+Configurations: N = 256 and 1024, feed-forward and recurrent, B = 32 and 256 (B = 32 first;
+configurations that would start after ``--budget`` seconds are skipped). For each: the first
+call (kernel compilation on a fresh machine, numba's cache after that; the first configuration
+pays it), the median time per batch, the implied time per epoch of 7644 training samples, the
+GPU memory the run added (the driver's used memory, numba's ``get_memory_info``) and the
+Workspace's own buffers, and the hidden spikes per sample. ``--profile`` adds a breakdown per
+batch from separate batches with synchronised timers: forward and backward kernels, uploads,
+downloads, the host-side loss, and the rest of the host work (packing the batch, Adam).
+
+    python bench/bench_cuda.py [--profile] [--write]
+    NUMBA_ENABLE_CUDASIM=1 python bench/bench_cuda.py --quick --profile   (tiny, simulator)
+
+``--write`` adds the rows to the "CUDA engine" table of BENCHMARKS.md (creating the table the
+first time). Targets of the issue, B = 32 on one H100: <= 0.8 s per epoch at 256 hidden,
+<= 1.9 s at 1024.
+"""
+import argparse
+import datetime
+import gc
+import os
+import sys
+import time
+
+import numpy as np
+from numba import cuda
+from numba.core import config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_engine import EPOCH_SAMPLES, insert_row, synthetic_batch  # noqa: E402
+from network import EventPropNetwork  # noqa: E402
+from utils import Adam  # noqa: E402
+
+ROWS_MARKER = "<!-- cuda rows: bench/bench_cuda.py --write adds rows above -->\n"
+TABLE = """## CUDA engine: forward + backward on an SHD-shaped workload (GPU)
+
+`python bench/bench_cuda.py [--profile] --write`: the workload of the CPU engine table on
+`BACKEND = "cuda"`, N = 256 and 1024 hidden neurons, feed-forward and recurrent, B = 32 and 256.
+Per batch: packing the batch on the host, forward and backward on the GPU, one Adam step on the
+host (weights uploaded once per batch). "s / epoch" scales the median time per batch to 7644
+training samples. "first call" is the first `run_batch` of the configuration (the first row of
+a run includes compiling the kernels, unless numba's cache has them). "GPU MB": device memory
+the run added (driver), in brackets the engine's own buffers. Profile (ms per batch, separate
+batches with synchronised timers): forward kernel / backward kernel / uploads / downloads /
+host-side loss / other host work (batch packing, Adam).
+
+Targets (B = 32, one H100): <= 0.8 s per epoch at 256 hidden, <= 1.9 s at 1024.
+
+| date | GPU | configuration | ms / batch | s / epoch | first call (s) | GPU MB | hidden spikes / sample | profile: fwd / bwd / up / down / loss / other (ms) |
+|---|---|---|---|---|---|---|---|---|
+""" + ROWS_MARKER + "\n"
+PHASES = ("forward", "backward", "upload", "download", "loss")
+
+
+def gpu_name():
+    if config.ENABLE_CUDASIM:
+        return "CUDA simulator"
+    name = cuda.get_current_device().name
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def used_bytes():
+    """Device memory in use (driver's view), or None when unknown (simulator)."""
+    free, total = cuda.current_context().get_memory_info()
+    if not (np.isfinite(free) and np.isfinite(total)):
+        return None
+    return int(total - free)
+
+
+SHD_INIT = {"input_hidden": (0.03, 0.01), "hidden_output": (0.0, 0.3),
+            "hidden_hidden": (0.0, 0.02)}
+QUICK_INIT = {"input_hidden": (0.6, 0.3), "hidden_output": (0.0, 0.3),
+              "hidden_hidden": (0.0, 0.2)}     # few inputs: stronger weights, so neurons spike
+
+
+def release_freed_memory():
+    """Free what numba's deferred deallocation still holds (device memory of the previous
+    configuration), so that the memory figures of a configuration are its own."""
+    gc.collect()
+    if not config.ENABLE_CUDASIM:
+        cuda.current_context().deallocations.clear()
+
+
+def make_net(n_in, hidden, recurrent, steps, batch, init):
+    net = EventPropNetwork(n_in, hidden, 20, recurrent=recurrent, dt=1.0,
+                           trial_ms=float(steps), loss_type="sum_weigh_exp", n_batch=batch,
+                           n_max_spike=1500, seed=2, backend="cuda", init=init)
+    net.track_param_changes = True
+    return net
+
+
+class Run:
+    """One configuration: network, Adam, and the batches drawn from the sample pool."""
+
+    def __init__(self, data, n_in, hidden, recurrent, batch, steps, init):
+        self.data, self.batch = data, batch
+        self.net = make_net(n_in, hidden, recurrent, steps, batch, init)
+        self.adam = Adam()
+        self.names = ["w_input_hidden", "w_hidden_output"] + (["w_hidden_hidden"] if recurrent
+                                                              else [])
+        self.k = 0
+
+    def step(self):
+        """One trial as the Trainer runs it; returns its result."""
+        n = len(self.data.labels)
+        idx = (np.arange(self.batch) + self.k * self.batch) % n
+        self.k += 1
+        in_ptr, in_ch = self.data.batch(idx)
+        result = self.net.run_batch(in_ptr, in_ch, self.data.labels[idx], learn=True,
+                                    keep_output_current=False)
+        self.adam.step(self.net.params, result.grads, 1e-4, self.names)
+        self.net.params_changed()
+        return result
+
+
+def bench_config(data, n_in, hidden, recurrent, batch, steps, seconds, min_batches,
+                 max_batches, profile_batches, init=SHD_INIT):
+    release_freed_memory()
+    cuda.synchronize()
+    used0 = used_bytes()
+    run = Run(data, n_in, hidden, recurrent, batch, steps, init)
+    t0 = time.perf_counter()
+    result = run.step()
+    cuda.synchronize()
+    first = time.perf_counter() - t0
+    used = [used_bytes()]
+    times = []
+    start = time.perf_counter()
+    while len(times) < max_batches and (len(times) < min_batches
+                                        or time.perf_counter() - start < seconds):
+        t0 = time.perf_counter()
+        result = run.step()
+        cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    used.append(used_bytes())
+    ws = run.net._gpu[1]
+    profile = None
+    if profile_batches:
+        ws.profile = {}
+        total = 0.0
+        for _ in range(profile_batches):
+            cuda.synchronize()
+            t0 = time.perf_counter()
+            run.step()
+            cuda.synchronize()
+            total += time.perf_counter() - t0
+        profile = {k: ws.profile.get(k, 0.0) / profile_batches for k in PHASES}
+        profile["other"] = total / profile_batches - sum(profile.values())
+        ws.profile = None
+    per_batch = float(np.median(times))
+    gpu_mb = None if used0 is None or None in used else (max(used) - used0) / 2 ** 20
+    out = {"config": f"{hidden} LIF{' recurrent' if recurrent else ''}, B={batch}, "
+                     f"{steps} steps",
+           "per_batch": per_batch, "per_epoch": per_batch * EPOCH_SAMPLES / batch,
+           "first": first, "gpu_mb": gpu_mb, "ws_mb": ws.nbytes() / 2 ** 20,
+           "spikes": float(result.hidden_counts.sum(axis=(1, 2)).mean()),
+           "batches": len(times), "profile": profile, "hidden": hidden, "batch": batch}
+    del run, result
+    return out
+
+
+def fmt_row(r, date, gpu):
+    mem = (f"{r['gpu_mb']:.0f} ({r['ws_mb']:.0f})" if r["gpu_mb"] is not None
+           else f"- ({r['ws_mb']:.1f})")
+    prof = ("—" if r["profile"] is None else
+            " / ".join(f"{r['profile'][k] * 1e3:.2f}" for k in PHASES + ("other",)))
+    return (f"| {date} | {gpu} | {r['config']} | {r['per_batch'] * 1e3:.2f} | "
+            f"{r['per_epoch']:.2f} | {r['first']:.1f} | {mem} | {r['spikes']:.0f} | {prof} |\n")
+
+
+def write_rows(path, rows):
+    """Rows above the CUDA table's marker; the table is created (before the "SHD epoch"
+    section, or at the end) if BENCHMARKS.md does not have it yet."""
+    with open(path) as f:
+        text = f.read()
+    if ROWS_MARKER not in text:
+        heading = "\n## SHD epoch"
+        at = text.find(heading)
+        text = (text.rstrip("\n") + "\n\n" + TABLE if at < 0
+                else text[:at + 1] + TABLE + text[at + 1:])
+        with open(path, "w") as f:
+            f.write(text)
+    for row in rows:
+        insert_row(path, row, ROWS_MARKER)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--hidden", type=int, nargs="+", default=[256, 1024])
+    ap.add_argument("--batch", type=int, nargs="+", default=[32, 256])
+    ap.add_argument("--recurrent", choices=("both", "no", "yes"), default="both")
+    ap.add_argument("--steps", type=int, default=1400)
+    ap.add_argument("--inputs", type=int, default=700)
+    ap.add_argument("--rate", type=float, default=0.01)
+    ap.add_argument("--seconds", type=float, default=12.0,
+                    help="timed batches per configuration: until this many seconds ...")
+    ap.add_argument("--min-batches", type=int, default=3, help="... but at least this many")
+    ap.add_argument("--max-batches", type=int, default=50, help="... and at most this many")
+    ap.add_argument("--budget", type=float, default=300.0,
+                    help="skip configurations that would start after this many seconds")
+    ap.add_argument("--profile", action="store_true",
+                    help="breakdown per batch from separate, synchronised batches")
+    ap.add_argument("--profile-batches", type=int, default=3)
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny sizes (8 hidden, B = 2 and 3, 20 steps, 16 inputs, 1 batch): "
+                         "checks that the script works, e.g. under NUMBA_ENABLE_CUDASIM=1")
+    ap.add_argument("--write", action="store_true", help="add the rows to BENCHMARKS.md")
+    ap.add_argument("--benchmarks", default=None,
+                    help="file to write to (default: BENCHMARKS.md of the repository)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.hidden, args.batch, args.steps, args.inputs = [8], [2, 3], 20, 16
+        args.rate, args.seconds, args.min_batches, args.max_batches = 0.2, 0.0, 1, 1
+        args.profile_batches = 1
+    if not cuda.is_available():
+        raise SystemExit("no CUDA GPU (numba.cuda.is_available() is False); run with "
+                         "NUMBA_ENABLE_CUDASIM=1 and --quick to check the script")
+    if args.write and args.benchmarks is None and (args.quick or config.ENABLE_CUDASIM):
+        raise SystemExit("--write to BENCHMARKS.md only with real measurements (not --quick, "
+                         "not under the simulator); give --benchmarks FILE to test writing")
+    path = args.benchmarks or os.path.join(ROOT, "BENCHMARKS.md")
+    if config.ENABLE_CUDASIM:
+        sys.setswitchinterval(5e-5)   # the simulator's threads meet at every syncthreads
+    recurrent = {"both": (False, True), "no": (False,), "yes": (True,)}[args.recurrent]
+
+    start = time.perf_counter()
+    rng = np.random.default_rng(1)
+    pool = synthetic_batch(rng, max(max(args.batch), 8), args.inputs, args.steps, args.rate)
+    print(f"{gpu_name()}; sample pool of {len(pool.labels)} made in "
+          f"{time.perf_counter() - start:.1f} s", flush=True)
+    date, gpu = datetime.date.today(), gpu_name()
+    rows, results = [], []
+    header = (f"{'configuration':<34} {'ms/batch':>9} {'s/epoch':>8} {'first s':>8} "
+              f"{'GPU MB (own)':>14} {'spikes':>7} {'n':>3}")
+    print(header + ("   profile ms: fwd / bwd / up / down / loss / other" if args.profile
+                    else ""), flush=True)
+    for batch in args.batch:
+        for hidden in args.hidden:
+            for rec in recurrent:
+                if time.perf_counter() - start > args.budget:
+                    print(f"skipped (over --budget {args.budget:.0f} s): {hidden} hidden, "
+                          f"{'recurrent, ' if rec else ''}B={batch}", flush=True)
+                    continue
+                r = bench_config(pool, args.inputs, hidden, rec, batch, args.steps,
+                                 args.seconds, args.min_batches, args.max_batches,
+                                 args.profile_batches if args.profile else 0,
+                                 QUICK_INIT if args.quick else SHD_INIT)
+                results.append(r)
+                rows.append(fmt_row(r, date, gpu))
+                mem = (f"{r['gpu_mb']:.0f} ({r['ws_mb']:.0f})" if r["gpu_mb"] is not None
+                       else f"- ({r['ws_mb']:.1f})")
+                line = (f"{r['config']:<34} {r['per_batch'] * 1e3:>9.2f} "
+                        f"{r['per_epoch']:>8.2f} {r['first']:>8.1f} {mem:>14} "
+                        f"{r['spikes']:>7.0f} {r['batches']:>3}")
+                if r["profile"] is not None:
+                    line += "   " + " / ".join(f"{r['profile'][k] * 1e3:.2f}"
+                                               for k in PHASES + ("other",))
+                print(line, flush=True)
+    for r in results:
+        target = {256: 0.8, 1024: 1.9}.get(r["hidden"])
+        if r["batch"] == 32 and target is not None and not args.quick:
+            verdict = "meets" if r["per_epoch"] <= target else "misses"
+            print(f"{r['config']}: {r['per_epoch']:.2f} s per epoch {verdict} the target "
+                  f"{target} s")
+    print(f"total {time.perf_counter() - start:.0f} s")
+    if args.write and rows:
+        write_rows(path, rows)
+        print(f"{len(rows)} row(s) added to {path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
