@@ -98,6 +98,13 @@ class Experiment:
 
     # --- the run --------------------------------------------------------------------------
     @staticmethod
+    def returns(recorder, train, evaluation):
+        """What train / train_test / test return: (spike_t, spike_ID, rec_vars_n, rec_vars_s,
+        training accuracy, evaluation accuracy) of the last epoch, 0.0 for a part not run."""
+        return (*recorder.results(), train.accuracy if train else 0.0,
+                evaluation.accuracy if evaluation else 0.0)
+
+    @staticmethod
     def prefix(p):
         return os.path.join(p["OUT_DIR"], p["NAME"])
 

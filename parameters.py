@@ -61,6 +61,18 @@ SHARED_RULES = {
 }
 
 
+def check(params, defaults, rules):
+    """The full parameter dictionary: ``utils.check_params`` (defaults filled in, every key and
+    value checked), then the checks across keys every simulator needs: V_THRESH above V_RESET,
+    a trial of at least two steps."""
+    full = utils.check_params(params, defaults, rules)
+    if full["V_THRESH"] <= full["V_RESET"]:
+        raise ValueError(f"invalid p['V_THRESH'] = {full['V_THRESH']}: must exceed V_RESET")
+    if full["TRIAL_MS"] < 2 * full["DT_MS"]:
+        raise ValueError(f"invalid p['TRIAL_MS'] = {full['TRIAL_MS']}: must be at least 2 DT_MS")
+    return full
+
+
 def rules_for(defaults, own):
     """Rules for every key of ``defaults``: ``own`` first, else the shared rule."""
     rules = {key: own[key] if key in own else SHARED_RULES.get(key) for key in defaults}

@@ -193,11 +193,7 @@ RULES = parameters.rules_for(DEFAULTS, {
 
 def validate(params):
     """The full parameter dictionary: defaults filled in, every key and value checked."""
-    full = utils.check_params(params, DEFAULTS, RULES)
-    if full["V_THRESH"] <= full["V_RESET"]:
-        raise ValueError(f"invalid p['V_THRESH'] = {full['V_THRESH']}: must exceed V_RESET")
-    if full["TRIAL_MS"] < 2 * full["DT_MS"]:
-        raise ValueError(f"invalid p['TRIAL_MS'] = {full['TRIAL_MS']}: must be at least 2 DT_MS")
+    full = parameters.check(params, DEFAULTS, RULES)
     classes = full["REDUCED_CLASSES"]
     if classes is not None and max(classes) >= dvs_data.N_CLASSES:
         raise ValueError(f"invalid p['REDUCED_CLASSES'] = {classes}: DVS gesture has classes "
@@ -322,11 +318,6 @@ class DVS_gesture_model(Experiment):
         return train, evaluation, order
 
     # --- the methods ----------------------------------------------------------------------
-    @staticmethod
-    def _returns(recorder, train, evaluation):
-        return (*recorder.results(), train.accuracy if train else 0.0,
-                evaluation.accuracy if evaluation else 0.0)
-
     def train(self, params):
         """Train for N_EPOCH epochs on N_TRAIN random training recordings, validating on
         N_VALIDATE others after each. Returns (spike_t, spike_ID, rec_vars_n, rec_vars_s,
@@ -335,14 +326,14 @@ class DVS_gesture_model(Experiment):
         p = validate(params)
         self._load_data(p)
         train, evaluation = self.split(p)
-        return self._returns(*self.run(p, train, evaluation, p["N_EPOCH"], True, "validation"))
+        return self.returns(*self.run(p, train, evaluation, p["N_EPOCH"], True, "validation"))
 
     def train_test(self, params):
         """Train on every training recording for N_EPOCH epochs, evaluating on the test
         recordings after each; returns as ``train`` with the test accuracy last."""
         p = validate(params)
         self._load_data(p)
-        return self._returns(*self.run(p, self.train_data, self.test_data, p["N_EPOCH"], True,
+        return self.returns(*self.run(p, self.train_data, self.test_data, p["N_EPOCH"], True,
                                        "test"))
 
     def test(self, params):
@@ -350,7 +341,7 @@ class DVS_gesture_model(Experiment):
         CHECKPOINT_NAME: the weights of that checkpoint). Returns (..., 0.0, test accuracy)."""
         p = validate(params)
         self._load_data(p)
-        return self._returns(*self.run(p, None, self.test_data, 1, False, "test"))
+        return self.returns(*self.run(p, None, self.test_data, 1, False, "test"))
 
     def cross_validate(self, params):
         """N_FOLDS-fold cross-validation on the training recordings (FOLD_BY, ``folds``): for

@@ -134,9 +134,7 @@ RULES = parameters.rules_for(DEFAULTS, {
 
 def validate(params):
     """The full parameter dictionary: defaults filled in, every key and value checked."""
-    full = utils.check_params(params, DEFAULTS, RULES)
-    if full["V_THRESH"] <= full["V_RESET"]:
-        raise ValueError(f"invalid p['V_THRESH'] = {full['V_THRESH']}: must exceed V_RESET")
+    full = parameters.check(params, DEFAULTS, RULES)
     if full["TRIAL_MS"] <= 4 * full["DT_MS"]:
         raise ValueError(f"invalid p['TRIAL_MS'] = {full['TRIAL_MS']}: must exceed 4 * DT_MS "
                          "(pixels fire between 2 DT_MS and TRIAL_MS - 2 DT_MS)")
@@ -252,11 +250,6 @@ class mnist_model(Experiment):
         return train, evaluation, order
 
     # --- the methods ----------------------------------------------------------------------
-    @staticmethod
-    def _returns(recorder, train, evaluation):
-        return (*recorder.results(), train.accuracy if train else 0.0,
-                evaluation.accuracy if evaluation else 0.0)
-
     def train(self, params):
         """Train for N_EPOCH epochs on N_TRAIN training images, validating on N_VALIDATE others
         after each. Returns (spike_t, spike_ID, rec_vars_n, rec_vars_s, training accuracy,
@@ -264,7 +257,7 @@ class mnist_model(Experiment):
         p = self.validate(params)
         self._load_data(p)
         train, evaluation = self.split(p)
-        return self._returns(*self.run(p, train, evaluation, p["N_EPOCH"], True, "validation"))
+        return self.returns(*self.run(p, train, evaluation, p["N_EPOCH"], True, "validation"))
 
     def train_test(self, params):
         """Train for N_EPOCH epochs on the first N_TRAIN shuffled training images (N_VALIDATE is
@@ -274,14 +267,14 @@ class mnist_model(Experiment):
         self._load_data(p)
         self._check_size(p, ("N_TRAIN",), len(self.train_data), "training images")
         train = self.train_data.subset(self._training_order(p)[:p["N_TRAIN"]])
-        return self._returns(*self.run(p, train, self.test_set(p), p["N_EPOCH"], True, "test"))
+        return self.returns(*self.run(p, train, self.test_set(p), p["N_EPOCH"], True, "test"))
 
     def test(self, params):
         """One epoch on N_TEST test images without learning (LOAD_LAST / LOAD_BEST,
         CHECKPOINT_NAME: the weights of that checkpoint). Returns (..., 0.0, test accuracy)."""
         p = self.validate(params)
         self._load_data(p)
-        return self._returns(*self.run(p, None, self.test_set(p), 1, False, "test"))
+        return self.returns(*self.run(p, None, self.test_set(p), 1, False, "test"))
 
     def cross_validate(self, params):
         """N_FOLDS-fold cross-validation on the N_TRAIN + N_VALIDATE images that ``train`` uses

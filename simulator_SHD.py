@@ -222,11 +222,7 @@ def dataset_of(p):
 
 def validate(params):
     """The full parameter dictionary: defaults filled in, every key and value checked."""
-    full = utils.check_params(params, DEFAULTS, RULES)
-    if full["V_THRESH"] <= full["V_RESET"]:
-        raise ValueError(f"invalid p['V_THRESH'] = {full['V_THRESH']}: must exceed V_RESET")
-    if full["TRIAL_MS"] < 2 * full["DT_MS"]:
-        raise ValueError(f"invalid p['TRIAL_MS'] = {full['TRIAL_MS']}: must be at least 2 DT_MS")
+    full = parameters.check(params, DEFAULTS, RULES)
     dataset = dataset_of(full)
     if full["EVALUATION"] == "speaker" and dataset == "SSC":
         raise ValueError("invalid p['EVALUATION'] = 'speaker': SSC has no speaker ids; use "
@@ -344,11 +340,6 @@ class SHD_model(Experiment):
         return train, evaluation, order
 
     # --- the methods ----------------------------------------------------------------------
-    @staticmethod
-    def _returns(recorder, train, evaluation):
-        return (*recorder.results(), train.accuracy if train else 0.0,
-                evaluation.accuracy if evaluation else 0.0)
-
     def train(self, params):
         """Train for N_EPOCH epochs on the training part of the split chosen by EVALUATION,
         evaluating on its evaluation part after each. Returns (spike_t, spike_ID, rec_vars_n,
@@ -357,14 +348,14 @@ class SHD_model(Experiment):
         p = validate(params)
         self._load_data(p)
         train, evaluation = self.split(p)
-        return self._returns(*self.run(p, train, evaluation, p["N_EPOCH"], True, "validation"))
+        return self.returns(*self.run(p, train, evaluation, p["N_EPOCH"], True, "validation"))
 
     def train_test(self, params):
         """Train on the whole training file for N_EPOCH epochs, evaluating on the test file after
         each; returns as ``train`` with the test accuracy last."""
         p = validate(params)
         self._load_data(p)
-        return self._returns(*self.run(p, self.train_data, self.test_data, p["N_EPOCH"], True,
+        return self.returns(*self.run(p, self.train_data, self.test_data, p["N_EPOCH"], True,
                                        "test"))
 
     def test(self, params):
@@ -372,7 +363,7 @@ class SHD_model(Experiment):
         the weights of that checkpoint). Returns (..., 0.0, test accuracy)."""
         p = validate(params)
         self._load_data(p)
-        return self._returns(*self.run(p, None, self.test_data, 1, False, "test"))
+        return self.returns(*self.run(p, None, self.test_data, 1, False, "test"))
 
     def cross_validate(self, params):
         """Leave-one-speaker-out: for every index in SPEAKER_LEFT a fresh network (the same

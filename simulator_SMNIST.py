@@ -181,11 +181,7 @@ N_SLOTS = {"pixel": mnist_data.N_PIXELS, "row": mnist_data.SIDE}
 
 def validate(params):
     """The full parameter dictionary: defaults filled in, every key and value checked."""
-    full = utils.check_params(params, DEFAULTS, RULES)
-    if full["V_THRESH"] <= full["V_RESET"]:
-        raise ValueError(f"invalid p['V_THRESH'] = {full['V_THRESH']}: must exceed V_RESET")
-    if full["TRIAL_MS"] < 2 * full["DT_MS"]:
-        raise ValueError(f"invalid p['TRIAL_MS'] = {full['TRIAL_MS']}: must be at least 2 DT_MS")
+    full = parameters.check(params, DEFAULTS, RULES)
     if full["PIXEL_MS"] < full["DT_MS"]:
         raise ValueError(f"invalid p['PIXEL_MS'] = {full['PIXEL_MS']}: must be at least DT_MS "
                          f"= {full['DT_MS']} (every slot needs its own step)")

@@ -88,17 +88,11 @@ RULES = parameters.rules_for(DEFAULTS, {
 })
 
 
-def _check_trial_length(p):
-    if p["TRIAL_MS"] <= 4 * p["DT_MS"]:
-        raise ValueError(f"invalid p['TRIAL_MS'] = {p['TRIAL_MS']}: must exceed 4 * DT_MS")
-    if p["V_THRESH"] <= p["V_RESET"]:
-        raise ValueError(f"invalid p['V_THRESH'] = {p['V_THRESH']}: must exceed V_RESET")
-
-
 def validate(params):
     """The full parameter dictionary: defaults filled in, every key and value checked."""
-    full = utils.check_params(params, DEFAULTS, RULES)
-    _check_trial_length(full)
+    full = parameters.check(params, DEFAULTS, RULES)
+    if full["TRIAL_MS"] <= 4 * full["DT_MS"]:
+        raise ValueError(f"invalid p['TRIAL_MS'] = {full['TRIAL_MS']}: must exceed 4 * DT_MS")
     return full
 
 
