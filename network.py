@@ -265,8 +265,10 @@ class EventPropNetwork:
         L, N, C, n_steps = self.n_layers, self.n_hidden, self.n_output, self.n_steps
         B = in_ptr.shape[0]
         labels = np.asarray(labels, dtype=np.int64)
-        h_alpha, h_beta, h_c, h_d = self._coefficients(p["tau_m_hidden"], p["tau_syn_hidden"])
-        o_alpha, o_beta, o_c, o_d = self._coefficients(p["tau_m_output"], p["tau_syn_output"])
+        h_alpha, h_beta, h_c, h_d = self._cached_coefficients("h", p["tau_m_hidden"],
+                                                              p["tau_syn_hidden"])[0]
+        o_alpha, o_beta, o_c, o_d = self._cached_coefficients("o", p["tau_m_output"],
+                                                              p["tau_syn_output"])[0]
         alif = self.hidden_type == "ALIF"
         rho_b = math.exp(-dt / self.tau_b)
         keep_traces = (learn and self.train_tau) or keep_hidden_traces
