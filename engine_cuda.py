@@ -6,31 +6,38 @@ neuron equations are not written here: the kernels call the functions of ``model
 ``njit`` functions; a CPU dispatcher called inside a CUDA kernel is compiled for the device from
 the same Python source), so CPU and GPU share one copy of the model.
 
-Layout (the simplest correct one; what to change for speed is listed at the end):
+Layout:
 
 * one thread block per sample, threads over the "units" of that sample: hidden neuron i of
   layer l is unit l * N + i (its global spike index), output c is unit L * N + c. A thread owns
-  the units t, t + T, t + 2T, ... (T threads per block) for the whole kernel, so the state of a
-  unit is only ever touched by its owner, except where a phase boundary (``syncthreads``) says
-  otherwise.
+  the units t, t + T, t + 2T, ... (T threads per block, at most MAX_UNITS_PER_THREAD units each)
+  for the whole kernel. T is the fewest warps that cover the units in the fewest rounds of at
+  most MAX_THREADS threads, and never more than the compiled kernel's registers allow.
 * the time steps are looped inside the kernel. Forward step n:
-    1. neuron phase (owners): traces, membrane/threshold update, noise, dropout, spike test,
-       per-unit spike counters; a flag per unit says "no spike / spike beyond N_MAX_SPIKE /
-       spike to store".
-    2. compaction: every thread counts the flags of a contiguous chunk of units, an exclusive
-       prefix sum over the per-thread counts (shared memory) gives each chunk its place, and the
-       spikes are written to the sample's spike store (``sp_idx``/``sp_imv``/``sp_b``) and to the
-       list of hidden spikes of the step. The order is that of the unit index, exactly as on the
-       CPU, so the spike store is identical and the run is deterministic (no atomics here).
+    1. neuron phase (owners, state in thread-local memory): traces, membrane/threshold update,
+       noise, dropout, spike test, spike counters. A spiking unit appends itself to the step's
+       list of hidden spikes and, if it is stored, to the list of spikes to store (shared-memory
+       counters, so in no particular order).
+    2. ordering: each spike counts the entries of its list with a smaller unit index. That rank
+       puts the hidden spikes in unit order, and places each stored spike in the sample's spike
+       store (``sp_idx``/``sp_imv``/``sp_b``) exactly where the CPU puts it, so the spike store is
+       identical and the run deterministic.
     3. synapse phase (owners): I <- beta I, then the input spikes and the hidden spikes of the
        step are added, in the CPU's order (inputs, then spikes by unit index), so every current
        is rounded exactly as on the CPU.
-* backward step m: owners snapshot the postsynaptic adjoints (if the step has events) and move
-  their adjoints from t_{m+1} to t_m (tau gradients accumulate per sample in scratch arrays);
-  then threads over the input spikes' target neurons and threads over the stored spikes of the
-  step take the gradient samples (``cuda.atomic.add`` into chunk 0 of the (K, ...) accumulators:
-  the GPU uses one chunk) and apply the spike jumps; then the owners of the outputs apply the
-  non-spike loss jumps.
+  The lists live in shared memory (global memory when a sample has too many units for
+  SHARED_BYTES); two barriers per step.
+* backward step m: owners snapshot the postsynaptic adjoints lambda_V - lambda_I and lambda_I
+  into shared memory (if the step has events) and move their adjoints from t_{m+1} to t_m (tau
+  gradients accumulate per sample in scratch arrays). Then threads over the postsynaptic neurons
+  take the gradient samples of the input spikes, and the stored spikes of the step are taken P
+  at a time, each by G threads ("lanes", G a power of two up to a warp): the lanes go over the
+  spike's outgoing synapses (coalesced), add the gradient samples (``cuda.atomic.add`` into
+  chunk 0 of the (K, ...) accumulators; the GPU uses one chunk) and their parts of the reverse
+  current sum_j w_ij (lambda_V,j - lambda_I,j), which a tree in shared memory adds up; lane 0
+  applies the spike's jump. Last, the owners of the outputs apply the loss jumps that are not
+  spike-triggered. The reverse current is summed in another order than on the CPU, so backward
+  results agree to rounding, not bit for bit.
 
 Precision follows the weights' dtype (float32 or float64) exactly as on the CPU: the same scalar
 arguments are cast to that dtype, and no float64 literal is mixed into float32 arithmetic. Results
@@ -52,13 +59,13 @@ Two ways in:
   the device and are uploaded again only when they changed; only what the host needs is
   copied back.
 
-Not optimised yet: the optimiser (Adam) runs on the host, so the gradients come back and the
-weights go up every learning trial, and the inputs are uploaded per trial; spike rows in the
-backward pass are walked by one thread each (a warp per spike with a shuffle reduction of the
-reverse current would use the memory bandwidth); the per-step state lives in global scratch
-arrays (shared memory would do for small layers); the compaction's prefix sum is a serial loop
-over the threads' counts (a warp-shuffle scan would do); and one block per sample leaves most of
-a large GPU idle for small batches.
+Where the time goes (H100, SHD-shaped workload, BENCHMARKS.md): Nsight Compute shows the forward
+kernel issuing an instruction every 6.8 cycles per warp at 14 % occupancy, so at B = 32 (32
+blocks on 132 multiprocessors) a trial is bound by the instructions per step of each block. Not
+done yet: per-unit constants and per-sample row offsets are recomputed every step (numba's
+indexing with wraparound and 64-bit index arithmetic); several samples per block would fill the
+GPU at small batches; the optimiser (Adam) runs on the host, so the gradients come back and the
+weights go up every learning trial; the inputs are uploaded per trial, not once per epoch.
 """
 import math
 import time
@@ -72,29 +79,56 @@ from models import (alif_imv, alif_spike_jump, alif_threshold_decay, lif_adjoint
                     lif_imv, lif_membrane_update, lif_spike_jump, normal_hash, synapse_decay,
                     tau_m_gradient, tau_s_gradient, uniform_hash)
 
-# Threads per block on a GPU (rounded down to the units of the sample, in warps); under the CUDA
-# simulator every thread is a Python thread, so a few suffice (and exercise the strided loops).
-MAX_THREADS = 256
+# Threads per block on a GPU: the units of a sample are spread over at most MAX_THREADS threads
+# (in warps); each thread owns at most MAX_UNITS_PER_THREAD units. Under the CUDA simulator every
+# thread is a Python thread, so a few suffice (and exercise the strided loops).
+MAX_THREADS = 640
+MAX_UNITS_PER_THREAD = 32
 SIM_THREADS = 4
-# Set to an int to force the block size (tests); None chooses as above.
+# Set to an int to force the block size (tests, benchmarks); None chooses as above.
 THREADS_PER_BLOCK = None
-# Size of the static shared arrays of the compaction (one slot per thread of a block).
-_SCAN_SLOTS = 1024
+# Dynamic shared memory a block may use without opting in; larger networks keep the spike lists
+# (forward) and the postsynaptic adjoints (backward) in global memory instead.
+SHARED_BYTES = 48 * 1024
 # Layouts of a packed buffer kept per name (Workspace.packed).
 _PACK_LAYOUTS = 4
 
 
-def threads_per_block(n_units):
-    """Threads per block for samples of ``n_units`` units (hidden neurons + outputs)."""
+def threads_per_block(n_units, max_threads=None):
+    """Threads per block for samples of ``n_units`` units (hidden neurons + outputs): the units
+    spread evenly over the fewest rounds of at most ``max_threads`` (default MAX_THREADS)."""
     if THREADS_PER_BLOCK is not None:
         t = int(THREADS_PER_BLOCK)
     elif config.ENABLE_CUDASIM:
-        t = SIM_THREADS
+        t = max(SIM_THREADS, -(-n_units // MAX_UNITS_PER_THREAD))
     else:
-        t = min(MAX_THREADS, 32 * ((n_units + 31) // 32))
-    if not 1 <= t <= _SCAN_SLOTS:
-        raise ValueError(f"threads per block must be in 1..{_SCAN_SLOTS}, got {t}")
+        rounds = -(-n_units // (max_threads or MAX_THREADS))
+        t = 32 * (-(-n_units // (32 * rounds)))
+    if not 1 <= t <= 1024:
+        raise ValueError(f"threads per block must be in 1..1024, got {t}")
+    if -(-n_units // t) > MAX_UNITS_PER_THREAD:
+        raise ValueError(f"{n_units} units on {t} threads: more than MAX_UNITS_PER_THREAD = "
+                         f"{MAX_UNITS_PER_THREAD} units per thread")
     return t
+
+
+# (kernel, dtype) -> most threads per block the compiled kernel can be launched with
+_THREAD_LIMITS = {}
+
+
+def _block_size(kernel, dtype, n_units, args):
+    """``threads_per_block(n_units)``, or fewer where the compiled kernel's registers per thread
+    do not allow that many in one block (asked once per kernel and precision, compiling the
+    kernel for the types of ``args`` if it is not compiled yet)."""
+    T = threads_per_block(n_units)
+    if config.ENABLE_CUDASIM or THREADS_PER_BLOCK is not None:
+        return T
+    key = (kernel, np.dtype(dtype).str)
+    if key not in _THREAD_LIMITS:
+        signature = tuple(numba.typeof(a) for a in args)
+        _THREAD_LIMITS[key] = kernel.compile(signature).max_threads_per_block
+    limit = _THREAD_LIMITS[key]
+    return T if T <= limit else threads_per_block(n_units, max_threads=32 * (limit // 32))
 
 
 def gradient_chunks(n_samples):
@@ -113,8 +147,7 @@ def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
                     theta, v_reset, dt, n_steps, alif, rho_b, tau_m_h, tau_b, b_incr,
                     out_spiking, p_drop, noise_amp, seed, n_max_spike, keep_traces,
                     sp_ptr, sp_idx, sp_imv, sp_b, sp_need, n_unstored, counts,
-                    first_step, V_out_tr, I_out_tr, V_h_tr, I_h_tr,
-                    V, I, thr_b, stored, flag, imv_buf, b_buf, fired):
+                    first_step, V_out_tr, I_out_tr, V_h_tr, I_h_tr, lists_global):
     b = cuda.blockIdx.x
     t = cuda.threadIdx.x
     T = cuda.blockDim.x
@@ -122,6 +155,7 @@ def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
     C = o_alpha.shape[0]
     LN = L * N
     U = LN + C
+    R = (U + T - 1) // T             # units owned by each thread: u = t + r T, r < R
     recurrent = W_rec.shape[0] > 0
     cap = sp_idx.shape[1]
     real = W_in.dtype.type          # float32 or float64, as the CPU kernel
@@ -133,69 +167,80 @@ def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
     zero = real(0)
     # float32 like the CPU's, then promoted (as numba promotes it against the float64 hash)
     noise_scale = np.float64(real(noise_amp * math.sqrt(dt)))
-    cnt_f = cuda.shared.array(_SCAN_SLOTS, np.int32)   # hidden spikes per chunk
-    cnt_s = cuda.shared.array(_SCAN_SLOTS, np.int32)   # spikes to store per chunk
-    chunk = (U + T - 1) // T
-    lo = t * chunk
-    if lo > U:
-        lo = U
-    hi = lo + chunk
-    if hi > U:
-        hi = U
-
-    for u in range(t, U, T):
-        V[b, u] = zero
-        I[b, u] = zero
-        stored[b, u] = 0
-        flag[b, u] = 0
-        if u < LN:
-            thr_b[b, u] = zero
-        else:
+    # state of the owned units, private to the thread
+    V = cuda.local.array(MAX_UNITS_PER_THREAD, W_in.dtype)
+    I = cuda.local.array(MAX_UNITS_PER_THREAD, W_in.dtype)
+    thr = cuda.local.array(MAX_UNITS_PER_THREAD, W_in.dtype)      # ALIF threshold b
+    imv = cuda.local.array(MAX_UNITS_PER_THREAD, W_in.dtype)      # ImV of this step's spike
+    thr_spike = cuda.local.array(MAX_UNITS_PER_THREAD, W_in.dtype)
+    n_stored = cuda.local.array(MAX_UNITS_PER_THREAD, numba.int32)
+    flag = cuda.local.array(MAX_UNITS_PER_THREAD, numba.int8)
+    # the step's spikes: [0, LN) hidden spikes as they come, [LN, 2 LN) the same sorted by unit,
+    # [2 LN, 2 LN + U) spikes to store as they come (shared memory unless too large)
+    if lists_global.shape[0] > 0:
+        lists = lists_global[b]
+    else:
+        lists = cuda.shared.array(0, numba.int32)
+    n_list = cuda.shared.array(4, numba.int32)    # list lengths, by step parity
+    for r in range(R):
+        u = t + r * T
+        V[r] = zero
+        I[r] = zero
+        thr[r] = zero
+        n_stored[r] = 0
+        flag[r] = 0
+        if LN <= u < U:
             first_step[b, u - LN] = -1
+    if t == 0:
+        for k in range(4):
+            n_list[k] = 0
+        sp_ptr[b, 0] = 0
     ns = 0                           # spikes stored (or needing room) so far; equal in all threads
     cuda.syncthreads()
     for n in range(n_steps):
-        if t == 0:
-            sp_ptr[b, n] = ns if ns < cap else cap
-        # 1. neuron phase: every unit uses I(t_n)
-        for u in range(t, U, T):
+        par = n & 1
+        # 1. neuron phase: every unit uses I(t_n); spikes are appended to the lists
+        for r in range(R):
+            u = t + r * T
             f = 0
             if u < LN:
                 l = u // N
                 i = u - l * N
-                cur = I[b, u]
+                cur = I[r]
                 if keep_traces:
-                    V_h_tr[b, n, l, i] = V[b, u]
+                    V_h_tr[b, n, l, i] = V[r]
                     I_h_tr[b, n, l, i] = cur
-                v = real(lif_membrane_update(V[b, u], cur, h_alpha[l, i], h_c[l, i]))
+                v = real(lif_membrane_update(V[r], cur, h_alpha[l, i], h_c[l, i]))
                 if noise_amp > 0.0:
                     v = real(v + noise_scale * normal_hash(seed, b, n, u))
-                thr = thr_b[b, u]
+                th = thr[r]
                 if alif:
-                    thr = real(alif_threshold_decay(thr, rho_b_r))
-                if not v < theta_r + thr:
+                    th = real(alif_threshold_decay(th, rho_b_r))
+                if not v < theta_r + th:
                     if not (p_drop > 0.0 and uniform_hash(seed + 1, b, n, u) <= p_drop):
                         counts[b, u] += 1
                         f = 1
-                        if stored[b, u] < n_max_spike:
-                            stored[b, u] += 1
+                        if n_stored[r] < n_max_spike:
+                            n_stored[r] += 1
                             f = 2
                             if alif:
-                                imv_buf[b, u] = alif_imv(cur, v, thr, tau_m_h[l, i], tau_b_r)
-                                b_buf[b, u] = thr
+                                imv[r] = alif_imv(cur, v, th, tau_m_h[l, i], tau_b_r)
+                                thr_spike[r] = th
                             else:
-                                imv_buf[b, u] = lif_imv(cur, v)
+                                imv[r] = lif_imv(cur, v)
                         else:
                             cuda.atomic.add(n_unstored, b, 1)
                         v = v_reset_r
                         if alif:
-                            thr = thr + b_incr_r
-                V[b, u] = v
-                thr_b[b, u] = thr
-            else:
+                            th = th + b_incr_r
+                        k = cuda.atomic.add(n_list, par, 1)
+                        lists[k] = u
+                V[r] = v
+                thr[r] = th
+            elif u < U:
                 c = u - LN
-                vo = V[b, u]
-                io = I[b, u]
+                vo = V[r]
+                io = I[r]
                 V_out_tr[b, n, c] = vo
                 I_out_tr[b, n, c] = io
                 v = real(lif_membrane_update(vo, io, o_alpha[c], o_c[c]))
@@ -203,87 +248,148 @@ def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
                     counts[b, u] += 1
                     if first_step[b, c] < 0:
                         first_step[b, c] = n
-                    if stored[b, u] < n_max_spike:
-                        stored[b, u] += 1
+                    if n_stored[r] < n_max_spike:
+                        n_stored[r] += 1
                         f = 2
-                        imv_buf[b, u] = lif_imv(io, v)
+                        imv[r] = lif_imv(io, v)
                     else:
                         f = 1
                         cuda.atomic.add(n_unstored, b, 1)
                     v = v_reset_r
-                V[b, u] = v
-            flag[b, u] = f
-        cuda.syncthreads()
-        # 2. compaction of the step's spikes, in unit order
-        nf = 0
-        nst = 0
-        for u in range(lo, hi):
-            f = flag[b, u]
-            if f > 0 and u < LN:
-                nf += 1
+                V[r] = v
             if f == 2:
-                nst += 1
-        cnt_f[t] = nf
-        cnt_s[t] = nst
+                k = cuda.atomic.add(n_list, 2 + par, 1)
+                lists[2 * LN + k] = u
+            flag[r] = f
         cuda.syncthreads()
-        off_f = 0
-        off_s = 0
-        tot_f = 0
-        tot_s = 0
-        for k in range(T):
-            if k < t:
-                off_f += cnt_f[k]
-                off_s += cnt_s[k]
-            tot_f += cnt_f[k]
-            tot_s += cnt_s[k]
-        for u in range(lo, hi):
-            f = flag[b, u]
-            if f > 0 and u < LN:
-                fired[b, off_f] = u
-                off_f += 1
-            if f == 2:
-                pos = ns + off_s
-                if pos < cap:
-                    sp_idx[b, pos] = u
-                    sp_imv[b, pos] = imv_buf[b, u]
-                    if alif and u < LN:
-                        sp_b[b, pos] = b_buf[b, u]
-                off_s += 1
-        ns += tot_s
-        n_fired = tot_f
+        # 2. each spike's place in unit order (its rank in the list), as on the CPU
+        n_fired = n_list[par]
+        n_new = n_list[2 + par]
+        if t == 0:                   # the other parity was last read before this barrier
+            n_list[1 - par] = 0
+            n_list[3 - par] = 0
+        for r in range(R):
+            f = flag[r]
+            if f > 0:
+                u = t + r * T
+                if u < LN:
+                    rank = 0
+                    for k in range(n_fired):
+                        if lists[k] < u:
+                            rank += 1
+                    lists[LN + rank] = u
+                if f == 2:
+                    rank = 0
+                    for k in range(n_new):
+                        if lists[2 * LN + k] < u:
+                            rank += 1
+                    pos = ns + rank
+                    if pos < cap:
+                        sp_idx[b, pos] = u
+                        sp_imv[b, pos] = imv[r]
+                        if alif and u < LN:
+                            sp_b[b, pos] = thr_spike[r]
+        ns += n_new
+        if t == 0:
+            sp_ptr[b, n + 1] = ns if ns < cap else cap
         cuda.syncthreads()
-        # 3. synapse phase: I(t_{n+1}) = beta I(t_n) + weights of the spikes of step n
-        for u in range(t, U, T):
+        # 3. synapse phase: I(t_{n+1}) = beta I(t_n) + weights of the spikes of step n, added in
+        # the CPU's order (inputs, then hidden spikes by unit); loads are issued four at a time
+        for r in range(R):
+            u = t + r * T
             if u < LN:
                 l = u // N
                 j = u - l * N
-                acc = real(synapse_decay(I[b, u], h_beta[l, j]))
-                if l == 0:
-                    for k in range(in_ptr[b, n], in_ptr[b, n + 1]):
+                acc = real(synapse_decay(I[r], h_beta[l, j]))
+                if l == 0:                   # input spikes, loads issued four at a time
+                    k = in_ptr[b, n]
+                    k1 = in_ptr[b, n + 1]
+                    while k + 4 <= k1:
+                        w0 = W_in[in_ch[k], j]
+                        w1 = W_in[in_ch[k + 1], j]
+                        w2 = W_in[in_ch[k + 2], j]
+                        w3 = W_in[in_ch[k + 3], j]
+                        acc += w0
+                        acc += w1
+                        acc += w2
+                        acc += w3
+                        k += 4
+                    while k < k1:
                         acc += W_in[in_ch[k], j]
-                for k in range(n_fired):
-                    g = fired[b, k]
-                    lg = g // N
-                    if lg == l - 1:
-                        acc += W_fwd[lg, g - lg * N, j]
-                    elif recurrent and lg == l:
-                        acc += W_rec[lg, g - lg * N, j]
-                I[b, u] = acc
-            else:
+                        k += 1
+                # hidden spikes, four at a time: from layer l - 1 (W_fwd) or, if recurrent,
+                # from layer l (W_rec)
+                k = 0
+                while k + 4 <= n_fired:
+                    g0 = lists[LN + k]
+                    g1 = lists[LN + k + 1]
+                    g2 = lists[LN + k + 2]
+                    g3 = lists[LN + k + 3]
+                    l0 = g0 // N
+                    l1 = g1 // N
+                    l2 = g2 // N
+                    l3 = g3 // N
+                    w0 = (W_fwd[l0, g0 - l0 * N, j] if l0 == l - 1 else
+                          W_rec[l0, g0 - l0 * N, j] if recurrent and l0 == l else zero)
+                    w1 = (W_fwd[l1, g1 - l1 * N, j] if l1 == l - 1 else
+                          W_rec[l1, g1 - l1 * N, j] if recurrent and l1 == l else zero)
+                    w2 = (W_fwd[l2, g2 - l2 * N, j] if l2 == l - 1 else
+                          W_rec[l2, g2 - l2 * N, j] if recurrent and l2 == l else zero)
+                    w3 = (W_fwd[l3, g3 - l3 * N, j] if l3 == l - 1 else
+                          W_rec[l3, g3 - l3 * N, j] if recurrent and l3 == l else zero)
+                    if l0 == l - 1 or (recurrent and l0 == l):
+                        acc += w0
+                    if l1 == l - 1 or (recurrent and l1 == l):
+                        acc += w1
+                    if l2 == l - 1 or (recurrent and l2 == l):
+                        acc += w2
+                    if l3 == l - 1 or (recurrent and l3 == l):
+                        acc += w3
+                    k += 4
+                while k < n_fired:
+                    g0 = lists[LN + k]
+                    l0 = g0 // N
+                    if l0 == l - 1:
+                        acc += W_fwd[l0, g0 - l0 * N, j]
+                    elif recurrent and l0 == l:
+                        acc += W_rec[l0, g0 - l0 * N, j]
+                    k += 1
+                I[r] = acc
+            elif u < U:
                 c = u - LN
-                acc = real(synapse_decay(I[b, u], o_beta[c]))
-                for k in range(n_fired):
-                    g = fired[b, k]
-                    lg = g // N
-                    if lg == L - 1:
-                        acc += W_out[g - lg * N, c]
-                I[b, u] = acc
+                acc = real(synapse_decay(I[r], o_beta[c]))
+                last = (L - 1) * N           # hidden spikes of the last layer, four at a time
+                k = 0
+                while k + 4 <= n_fired:
+                    g0 = lists[LN + k] - last
+                    g1 = lists[LN + k + 1] - last
+                    g2 = lists[LN + k + 2] - last
+                    g3 = lists[LN + k + 3] - last
+                    w0 = W_out[g0, c] if g0 >= 0 else zero
+                    w1 = W_out[g1, c] if g1 >= 0 else zero
+                    w2 = W_out[g2, c] if g2 >= 0 else zero
+                    w3 = W_out[g3, c] if g3 >= 0 else zero
+                    if g0 >= 0:
+                        acc += w0
+                    if g1 >= 0:
+                        acc += w1
+                    if g2 >= 0:
+                        acc += w2
+                    if g3 >= 0:
+                        acc += w3
+                    k += 4
+                while k < n_fired:
+                    g0 = lists[LN + k] - last
+                    if g0 >= 0:
+                        acc += W_out[g0, c]
+                    k += 1
+                I[r] = acc
     if t == 0:
-        sp_ptr[b, n_steps] = ns if ns < cap else cap
         sp_need[b] = ns
-    for u in range(t, U, T):
-        if u >= LN:
-            V_out_tr[b, n_steps, u - LN] = V[b, u]
+    for r in range(R):
+        u = t + r * T
+        if LN <= u < U:
+            V_out_tr[b, n_steps, u - LN] = V[r]
 
 
 @cuda.jit(cache=True)
@@ -295,7 +401,7 @@ def _backward_kernel(in_ptr, in_ch, W_fwd, W_rec, W_out,
                      A_out, force_g, force_c, jump_step, jump_amount, fs_term, reg_jump,
                      train_tau, train_tau_out, V_h_tr, I_h_tr, V_out_tr, I_out_tr,
                      dW_in, dW_fwd, dW_rec, dW_out, dtau_m_h, dtau_s_h, dtau_m_o, dtau_s_o,
-                     lam_V, lam_I, lam_b, post_diff, post_lam_I, acc_m, acc_s):
+                     lam_V, lam_I, lam_b, acc_m, acc_s, post_global):
     b = cuda.blockIdx.x
     t = cuda.threadIdx.x
     T = cuda.blockDim.x
@@ -313,6 +419,20 @@ def _backward_kernel(in_ptr, in_ch, W_fwd, W_rec, W_out,
     rho_b_r = real(rho_b)
     tau_b_r = real(tau_b)
     b_incr_r = real(b_incr)
+    # a spike's synapses are shared by G threads ("lanes"); P spikes are handled at once
+    G = 1
+    while G * 2 <= T and G < 32:
+        G *= 2
+    P = T // G
+    grp = t // G
+    lane = t - grp * G
+    # [0, U): lambda_V - lambda_I at t_{m+1}; [U, 2U): lambda_I at t_{m+1}; [2U, 2U + T): the
+    # threads' partial sums of the reverse currents (shared memory unless too large)
+    if post_global.shape[0] > 0:
+        post = post_global[b]
+    else:
+        post = cuda.shared.array(0, W_out.dtype)
+    part = 2 * U + t
 
     for u in range(t, U, T):
         lam_V[b, u] = zero
@@ -331,8 +451,8 @@ def _backward_kernel(in_ptr, in_ch, W_fwd, W_rec, W_out,
             lv = lam_V[b, u]
             li = lam_I[b, u]
             if events:
-                post_diff[b, u] = lv - li
-                post_lam_I[b, u] = li
+                post[u] = lv - li
+                post[U + u] = li
             if u < LN:
                 l = u // N
                 i = u - l * N
@@ -365,51 +485,72 @@ def _backward_kernel(in_ptr, in_ch, W_fwd, W_rec, W_out,
         cuda.syncthreads()
         if events:
             # input spikes: gradient samples only (threads over the postsynaptic neurons)
+            k0 = in_ptr[b, m]
             for j in range(t, N, T):
-                dw = -(tau_s_h[0, j] * post_lam_I[b, j])
-                for k in range(in_ptr[b, m], in_ptr[b, m + 1]):
+                dw = -(tau_s_h[0, j] * real(post[U + j]))
+                for k in range(k0, k0 + n_in):
                     cuda.atomic.add(dW_in, (0, in_ch[k], j), dw)
-            # stored hidden and output spikes of step m (threads over spikes; a neuron spikes at
-            # most once per step, so the jumps of one step touch distinct adjoints)
-            for s in range(s0 + t, s1, T):
-                g = sp_idx[b, s]
-                imv = sp_imv[b, s]
-                if g < LN:
-                    l = g // N
-                    i = g - l * N
-                    rev = zero
-                    if l < L - 1:
-                        base = (l + 1) * N
-                        for j in range(N):
-                            rev += W_fwd[l, i, j] * post_diff[b, base + j]
-                            cuda.atomic.add(dW_fwd, (0, l, i, j),
-                                            -(tau_s_h[l + 1, j] * post_lam_I[b, base + j]))
+            # stored spikes of step m, P at a time: the G lanes of a spike go over its synapses
+            # (gradient samples, and their parts of the reverse current, summed by a tree),
+            # then lane 0 applies the jump. A neuron spikes at most once per step, so the jumps
+            # of one step touch distinct adjoints.
+            for first in range(s0, s1, P):
+                s = first + grp
+                active = grp < P and s < s1
+                rev = zero
+                if active:
+                    g = sp_idx[b, s]
+                    if g < LN:
+                        l = g // N
+                        i = g - l * N
+                        if l < L - 1:
+                            base = (l + 1) * N
+                            for j in range(lane, N, G):
+                                rev += W_fwd[l, i, j] * real(post[base + j])
+                                cuda.atomic.add(dW_fwd, (0, l, i, j),
+                                                -(tau_s_h[l + 1, j] * real(post[U + base + j])))
+                        else:
+                            for c in range(lane, C, G):
+                                rev += W_out[i, c] * real(post[LN + c])
+                                cuda.atomic.add(dW_out, (0, i, c),
+                                                -(tau_s_o[c] * real(post[U + LN + c])))
+                        if recurrent:
+                            base = l * N
+                            for j in range(lane, N, G):
+                                rev += W_rec[l, i, j] * real(post[base + j])
+                                cuda.atomic.add(dW_rec, (0, l, i, j),
+                                                -(tau_s_h[l, j] * real(post[U + base + j])))
+                post[part] = rev
+                cuda.syncthreads()
+                width = G // 2
+                while width > 0:
+                    if lane < width and grp < P:
+                        post[part] = post[part] + post[part + width]
+                    cuda.syncthreads()
+                    width //= 2
+                if active and lane == 0:
+                    g = sp_idx[b, s]
+                    imv = sp_imv[b, s]
+                    if g < LN:
+                        l = g // N
+                        i = g - l * N
+                        rev = real(post[part])
+                        if alif:
+                            lv, lb = alif_spike_jump(lam_V[b, g], lam_b[b, g], rev,
+                                                     theta_jump_r, sp_b[b, s], imv, b_incr_r,
+                                                     tau_m_h[l, i], tau_b_r)
+                            lv = real(lv)
+                            lam_b[b, g] = lb
+                        else:
+                            lv = real(lif_spike_jump(lam_V[b, g], rev, theta_jump_r, imv))
+                        lam_V[b, g] = lv + reg_jump[b, l, i]
                     else:
-                        for c in range(C):
-                            rev += W_out[i, c] * post_diff[b, LN + c]
-                            cuda.atomic.add(dW_out, (0, i, c),
-                                            -(tau_s_o[c] * post_lam_I[b, LN + c]))
-                    if recurrent:
-                        base = l * N
-                        for j in range(N):
-                            rev += W_rec[l, i, j] * post_diff[b, base + j]
-                            cuda.atomic.add(dW_rec, (0, l, i, j),
-                                            -(tau_s_h[l, j] * post_lam_I[b, base + j]))
-                    if alif:
-                        lv, lb = alif_spike_jump(lam_V[b, g], lam_b[b, g], rev, theta_jump_r,
-                                                 sp_b[b, s], imv, b_incr_r, tau_m_h[l, i],
-                                                 tau_b_r)
-                        lv = real(lv)
-                        lam_b[b, g] = lb
-                    else:
-                        lv = real(lif_spike_jump(lam_V[b, g], rev, theta_jump_r, imv))
-                    lam_V[b, g] = lv + reg_jump[b, l, i]
-                else:
-                    c = g - LN
-                    lv = real(lif_spike_jump(lam_V[b, g], zero, theta_jump_r, imv))
-                    if m == first_step[b, c]:
-                        lv = lv + fs_term[b, c] / imv
-                    lam_V[b, g] = lv
+                        c = g - LN
+                        lv = real(lif_spike_jump(lam_V[b, g], zero, theta_jump_r, imv))
+                        if m == first_step[b, c]:
+                            lv = lv + fs_term[b, c] / imv
+                        lam_V[b, g] = lv
+                cuda.syncthreads()
         cuda.syncthreads()
         # owners of the outputs: loss jumps that are not spike-triggered (max, phantom spike)
         for u in range(t, U, T):
@@ -429,6 +570,8 @@ def _backward_kernel(in_ptr, in_ch, W_fwd, W_rec, W_out,
             c = u - LN
             cuda.atomic.add(dtau_m_o, (0, c), acc_m[b, u])
             cuda.atomic.add(dtau_s_o, (0, c), acc_s[b, u])
+
+
 
 
 # ----------------------------------------------------------------------------------------------
@@ -464,15 +607,15 @@ def _forward_launch(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
                     sp_ptr, sp_idx, sp_imv, sp_b, sp_need, n_unstored, counts,
                     first_step, V_out_tr, I_out_tr, V_h_tr, I_h_tr, on_device=True,
                     alloc=None):
-    """Kernel arguments (device arrays, scalars, scratch), the outputs to copy back, the block
-    size. ``alloc(name, shape, dtype)`` gives the scratch arrays (default: new ones)."""
+    """Kernel arguments (device arrays, scalars, scratch), the outputs to copy back, and the
+    launch configuration (blocks, threads, stream, dynamic shared memory bytes).
+    ``alloc(name, shape, dtype)`` gives the scratch arrays (default: new ones)."""
     if alloc is None:
         alloc = lambda name, shape, kind: _empty(shape, kind, on_device)   # noqa: E731
     B = in_ptr.shape[0]
     L, N = h_alpha.shape
     C = o_alpha.shape[0]
     U = L * N + C
-    dtype = np.dtype(W_in.dtype)
     d_in = [_device(a, on_device)[0]
             for a in (in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
                       h_alpha, h_beta, h_c, o_alpha, o_beta, o_c, tau_m_h)]
@@ -482,16 +625,13 @@ def _forward_launch(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
     scalars = [float(theta), float(v_reset), float(dt), int(n_steps), bool(alif), float(rho_b),
                d_in[12], float(tau_b), float(b_incr), bool(out_spiking), float(p_drop),
                float(noise_amp), int(seed), int(n_max_spike), bool(keep_traces)]
-    scratch = [alloc("f_V", (B, U), dtype),                  # V
-               alloc("f_I", (B, U), dtype),                  # I
-               alloc("f_b", (B, L * N), dtype),              # ALIF threshold b
-               alloc("f_stored", (B, U), np.int32),          # spikes stored per unit
-               alloc("f_flag", (B, U), np.int8),             # spike flag of the current step
-               alloc("f_imv", (B, U), dtype),                # ImV of the current step's spike
-               alloc("f_spb", (B, U), dtype),                # ALIF b of the current step's spike
-               alloc("f_fired", (B, L * N), np.int32)]       # hidden spikes of the current step
-    args = d_in[:12] + scalars + [d for d, _ in d_out] + scratch
-    return args, list(zip(d_out, outputs)), threads_per_block(U)
+    head = d_in[:12] + scalars + [d for d, _ in d_out]
+    T = (threads_per_block(U) if not on_device else
+         _block_size(_forward_kernel, W_in.dtype, U, head + [np.empty((0, 0), np.int32)]))
+    lists = (2 * L * N + U) * 4                   # bytes of the step's spike lists
+    shared = lists <= SHARED_BYTES
+    args = head + [alloc("f_lists", (0, 0) if shared else (B, lists // 4), np.int32)]
+    return args, list(zip(d_out, outputs)), (B, T, 0, lists if shared else 0)
 
 
 def _backward_launch(in_ptr, in_ch, W_fwd, W_rec, W_out,
@@ -521,16 +661,19 @@ def _backward_launch(in_ptr, in_ch, W_fwd, W_rec, W_out,
     d_grads = [_device(a, on_device) for a in grads]
     scalars = [float(theta_jump), float(dt), int(n_steps), bool(alif), float(rho_b), float(tau_b),
                float(b_incr)]
+    head = (d_a + scalars + d_b + [bool(train_tau), bool(train_tau_out)] + d_c
+            + [d for d, _ in d_grads])
+    T = (threads_per_block(U) if not on_device else
+         _block_size(_backward_kernel, dtype, U, head + [np.empty((0, 0), dtype)] * 6))
+    post = (2 * U + T) * dtype.itemsize          # bytes of the postsynaptic adjoints + partial sums
+    shared = post <= SHARED_BYTES
     scratch = [alloc("b_lamV", (B, U), dtype),               # lambda_V
                alloc("b_lamI", (B, U), dtype),               # lambda_I
                alloc("b_lamb", (B, L * N), dtype),           # lambda_b (ALIF)
-               alloc("b_diff", (B, U), dtype),               # lambda_V - lambda_I at t_{m+1}
-               alloc("b_postI", (B, U), dtype),              # lambda_I at t_{m+1}
                alloc("b_accm", (B, U), dtype),               # per-sample dL/dtau_m
-               alloc("b_accs", (B, U), dtype)]               # per-sample dL/dtau_s
-    args = (d_a + scalars + d_b + [bool(train_tau), bool(train_tau_out)] + d_c
-            + [d for d, _ in d_grads] + scratch)
-    return args, list(zip(d_grads, grads)), threads_per_block(U)
+               alloc("b_accs", (B, U), dtype),               # per-sample dL/dtau_s
+               alloc("b_post", (0, 0) if shared else (B, 2 * U + T), dtype)]
+    return head + scratch, list(zip(d_grads, grads)), (B, T, 0, post if shared else 0)
 
 
 def forward_batch(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
@@ -544,13 +687,13 @@ def forward_batch(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
     B = in_ptr.shape[0]
     if B == 0:
         return
-    kargs, back, T = _forward_launch(
+    kargs, back, launch = _forward_launch(
         in_ptr, in_ch, W_in, W_fwd, W_rec, W_out, h_alpha, h_beta, h_c, o_alpha, o_beta, o_c,
         theta, v_reset, dt, n_steps, alif, rho_b, tau_m_h, tau_b, b_incr,
         out_spiking, p_drop, noise_amp, seed, n_max_spike, keep_traces,
         sp_ptr, sp_idx, sp_imv, sp_b, sp_need, n_unstored, counts,
         first_step, V_out_tr, I_out_tr, V_h_tr, I_h_tr)
-    _forward_kernel[B, T](*kargs)
+    _forward_kernel[launch](*kargs)
     cuda.synchronize()
     for (d, copied), x in back:
         _copy_back(d, x, copied)
@@ -571,14 +714,14 @@ def backward_batch(in_ptr, in_ch, W_fwd, W_rec, W_out,
     B = in_ptr.shape[0]
     if B == 0:
         return
-    kargs, back, T = _backward_launch(
+    kargs, back, launch = _backward_launch(
         in_ptr, in_ch, W_fwd, W_rec, W_out, h_alpha, h_beta, h_d, o_alpha, o_beta, o_d,
         tau_m_h, tau_s_h, tau_m_o, tau_s_o, theta_jump, dt, n_steps, alif, rho_b, tau_b, b_incr,
         sp_ptr, sp_idx, sp_imv, sp_b, first_step,
         A_out, force_g, force_c, jump_step, jump_amount, fs_term, reg_jump,
         train_tau, train_tau_out, V_h_tr, I_h_tr, V_out_tr, I_out_tr,
         dW_in, dW_fwd, dW_rec, dW_out, dtau_m_h, dtau_s_h, dtau_m_o, dtau_s_o)
-    _backward_kernel[B, T](*kargs)
+    _backward_kernel[launch](*kargs)
     cuda.synchronize()
     for (d, copied), x in back:
         _copy_back(d, x, copied)
@@ -794,7 +937,7 @@ class Workspace:
         self.clear_packed("counters")
         if clear_store:
             self.zero(out["sp_idx"], out["sp_imv"], out["sp_b"])
-        kargs, _, T = _forward_launch(
+        kargs, _, launch = _forward_launch(
             in_ptr, in_ch, W_in, W_fwd, W_rec, W_out, h_alpha, h_beta, h_c, o_alpha, o_beta,
             o_c, theta, v_reset, dt, n_steps, alif, rho_b, tau_m_h, tau_b, b_incr,
             out_spiking, p_drop, noise_amp, seed, n_max_spike, keep_traces,
@@ -802,7 +945,7 @@ class Workspace:
                                "counts", "first_step", "V_out_tr", "I_out_tr", "V_h_tr",
                                "I_h_tr")),
             alloc=self.buffer)
-        _forward_kernel[B, T](*kargs)
+        _forward_kernel[launch](*kargs)
         return out
 
     def backward(self, in_ptr, in_ch, W_fwd, W_rec, W_out,
@@ -828,7 +971,7 @@ class Workspace:
         self.clear_packed("grads")
         if B == 0:
             return grads
-        kargs, _, T = _backward_launch(
+        kargs, _, launch = _backward_launch(
             in_ptr, in_ch, W_fwd, W_rec, W_out, h_alpha, h_beta, h_d, o_alpha, o_beta, o_d,
             tau_m_h, tau_s_h, tau_m_o, tau_s_o, theta_jump, dt, n_steps, alif, rho_b, tau_b,
             b_incr, sp_ptr, sp_idx, sp_imv, sp_b, first_step,
@@ -837,7 +980,7 @@ class Workspace:
             *(grads[k] for k in ("dW_in", "dW_fwd", "dW_rec", "dW_out", "dtau_m_h", "dtau_s_h",
                                  "dtau_m_o", "dtau_s_o")),
             alloc=self.buffer)
-        _backward_kernel[B, T](*kargs)
+        _backward_kernel[launch](*kargs)
         return grads
 
 

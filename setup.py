@@ -16,5 +16,5 @@ setup(
                       "tables>=3.8", "tqdm>=4.60", "tonic>=1.4", "mnist>=0.2.2",
                       "dask[distributed]>=2023.1", "pyyaml>=6"],
     extras_require={"test": ["pytest>=7"], "cluster": ["dask-jobqueue>=0.8"],
-                    "gpu": ["numba-cuda[cu12]"]},
+                    "gpu": ["numba-cuda[cu12]", "numpy<2.5"]},
 )

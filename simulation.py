@@ -214,7 +214,7 @@ def build_network(p, n_input, n_output, init, manual_gpu=None):
         glb_upper=g("GLB_UPPER", 0.0), n_max_spike=p["N_MAX_SPIKE"],
         train_tau=g("TRAIN_TAU", False), train_tau_output=g("TRAIN_TAU_OUTPUT", False),
         n_batch=p["N_BATCH"], init=init, seed=p.get("MODEL_SEED"),
-        dtype=np.dtype(g("DTYPE", "float32")), backend=g("BACKEND", "cpu"),
+        dtype=np.dtype(g("DTYPE", "float32")), backend=g("BACKEND", "auto"),
         cuda_visible_devices=g("CUDA_VISIBLE_DEVICES", True), manual_gpu=manual_gpu)
 
 

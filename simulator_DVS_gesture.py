@@ -148,7 +148,7 @@ p = {
     "CACHE_DIR": None,          # binned data cache (None: DATA_DIR/DVSGesture/cache)
     "DOWNLOAD": False,          # fetch missing recordings through tonic (needs internet)
     "DTYPE": "float32",         # "float32" or "float64"
-    "BACKEND": "cpu",          # "cpu", "cuda" (NVIDIA GPU) or "auto" (the GPU when usable)
+    "BACKEND": "auto",         # "auto" (the GPU when one is usable, else the CPU), "cpu", "cuda"
     "PROGRESS": True,           # progress bar and one line per epoch
 }
 

@@ -104,7 +104,7 @@ p = {
     "DATA_DIR": "data",         # the files are in DATA_DIR/MNIST/
     "DOWNLOAD": False,          # fetch missing files with the mnist package (needs internet)
     "DTYPE": "float32",         # "float32" or "float64"
-    "BACKEND": "cpu",          # "cpu", "cuda" (NVIDIA GPU) or "auto" (the GPU when usable)
+    "BACKEND": "auto",         # "auto" (the GPU when one is usable, else the CPU), "cpu", "cuda"
     "PROGRESS": True,           # progress bar and one line per epoch
 }
 

@@ -139,7 +139,7 @@ p = {
     "DATA_BUFFER_NAME": None,   # accepted for compatibility; the cache is in CACHE_DIR
     "TEST_ST_INTEGRITY": False,  # accepted for compatibility; no effect
     "DTYPE": "float32",         # "float32" or "float64"
-    "BACKEND": "cpu",          # "cpu", "cuda" (NVIDIA GPU) or "auto" (the GPU when usable)
+    "BACKEND": "auto",         # "auto" (the GPU when one is usable, else the CPU), "cpu", "cuda"
     "PROGRESS": True,           # progress bar and one line per epoch
 }
 

@@ -66,7 +66,7 @@ p = {
     "N_FOLDS": 5,               # cross_validate: number of folds of the training set ...
     "FOLDS": None,              # ... and which of them to run (None: all; e.g. [2] for one)
     "DTYPE": "float32",         # "float32" or "float64"
-    "BACKEND": "cpu",          # "cpu", "cuda" (NVIDIA GPU) or "auto" (the GPU when usable)
+    "BACKEND": "auto",         # "auto" (the GPU when one is usable, else the CPU), "cpu", "cuda"
     "REC_SPIKES": [],           # populations: "input", "hidden", "output"
     "REC_NEURONS": [],          # (population, variable): ("output", "V")
     "REC_SYNAPSES": [],         # (projection, "w"): "in_to_hid", "hid_to_out"

@@ -37,6 +37,7 @@ from numba.core import config
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import engine_cuda  # noqa: E402
 from bench_engine import EPOCH_SAMPLES, insert_row, synthetic_batch  # noqa: E402
 from network import EventPropNetwork  # noqa: E402
 from utils import Adam  # noqa: E402
@@ -160,7 +161,7 @@ def bench_config(data, n_in, hidden, recurrent, batch, steps, seconds, min_batch
     per_batch = float(np.median(times))
     gpu_mb = None if used0 is None or None in used else (max(used) - used0) / 2 ** 20
     out = {"config": f"{hidden} LIF{' recurrent' if recurrent else ''}, B={batch}, "
-                     f"{steps} steps",
+                     f"{steps} steps, {engine_cuda.threads_per_block(hidden + 20)} threads",
            "per_batch": per_batch, "per_epoch": per_batch * EPOCH_SAMPLES / batch,
            "first": first, "gpu_mb": gpu_mb, "ws_mb": ws.nbytes() / 2 ** 20,
            "spikes": float(result.hidden_counts.sum(axis=(1, 2)).mean()),
@@ -209,6 +210,9 @@ def main(argv=None):
     ap.add_argument("--max-batches", type=int, default=50, help="... and at most this many")
     ap.add_argument("--budget", type=float, default=300.0,
                     help="skip configurations that would start after this many seconds")
+    ap.add_argument("--max-threads", type=int, default=None,
+                    help="engine_cuda.MAX_THREADS: most threads per block (default: the "
+                         "engine's)")
     ap.add_argument("--profile", action="store_true",
                     help="breakdown per batch from separate, synchronised batches")
     ap.add_argument("--profile-batches", type=int, default=3)
@@ -230,6 +234,8 @@ def main(argv=None):
         raise SystemExit("--write to BENCHMARKS.md only with real measurements (not --quick, "
                          "not under the simulator); give --benchmarks FILE to test writing")
     path = args.benchmarks or os.path.join(ROOT, "BENCHMARKS.md")
+    if args.max_threads is not None:
+        engine_cuda.MAX_THREADS = args.max_threads
     if config.ENABLE_CUDASIM:
         sys.setswitchinterval(5e-5)   # the simulator's threads meet at every syncthreads
     recurrent = {"both": (False, True), "no": (False,), "yes": (True,)}[args.recurrent]
@@ -241,7 +247,7 @@ def main(argv=None):
           f"{time.perf_counter() - start:.1f} s", flush=True)
     date, gpu = datetime.date.today(), gpu_name()
     rows, results = [], []
-    header = (f"{'configuration':<34} {'ms/batch':>9} {'s/epoch':>8} {'first s':>8} "
+    header = (f"{'configuration':<46} {'ms/batch':>9} {'s/epoch':>8} {'first s':>8} "
               f"{'GPU MB (own)':>14} {'spikes':>7} {'n':>3}")
     print(header + ("   profile ms: fwd / bwd / up / down / loss / other" if args.profile
                     else ""), flush=True)
@@ -260,7 +266,7 @@ def main(argv=None):
                 rows.append(fmt_row(r, date, gpu))
                 mem = (f"{r['gpu_mb']:.0f} ({r['ws_mb']:.0f})" if r["gpu_mb"] is not None
                        else f"- ({r['ws_mb']:.1f})")
-                line = (f"{r['config']:<34} {r['per_batch'] * 1e3:>9.2f} "
+                line = (f"{r['config']:<46} {r['per_batch'] * 1e3:>9.2f} "
                         f"{r['per_epoch']:>8.2f} {r['first']:>8.1f} {mem:>14} "
                         f"{r['spikes']:>7.0f} {r['batches']:>3}")
                 if r["profile"] is not None:
@@ -273,6 +279,10 @@ def main(argv=None):
             verdict = "meets" if r["per_epoch"] <= target else "misses"
             print(f"{r['config']}: {r['per_epoch']:.2f} s per epoch {verdict} the target "
                   f"{target} s")
+    if not config.ENABLE_CUDASIM:
+        for name in ("_forward_kernel", "_backward_kernel"):
+            regs = getattr(engine_cuda, name).get_regs_per_thread()
+            print(f"{name}: registers per thread {sorted(set(regs.values()))}")
     print(f"total {time.perf_counter() - start:.0f} s")
     if args.write and rows:
         write_rows(path, rows)

@@ -231,12 +231,39 @@ def test_cuda_spike_overflow_and_store_growth_equal_cpu():
 
 
 @needs_cuda
-@pytest.mark.parametrize("threads", [1, 16])
+@pytest.mark.parametrize("threads", [1, 3, 16, 40])
 def test_cuda_block_size_does_not_change_results(threads, monkeypatch):
-    """One thread for all units, and more threads than units (empty chunks)."""
+    """One thread for all units; 3 threads (backward: groups of 2 lanes per spike and a thread in
+    no group); more threads than units (threads that own no unit; 40: one group of 32 lanes and 8
+    threads in no group)."""
     monkeypatch.setattr(engine_cuda, "THREADS_PER_BLOCK", threads)
     twin, _ = run_twin("avg_xentropy", np.float32, hidden_type="ALIF", recurrent=True,
                        p_drop=0.2, noise=0.3)
+    compare(twin, RTOL[np.float32])
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cuda_global_memory_lists_equal_cpu(dtype, monkeypatch):
+    """Networks too large for shared memory keep the forward pass's spike lists and the backward
+    pass's postsynaptic adjoints in global memory: same results (forced here with no shared
+    memory allowed), two recurrent ALIF layers."""
+    monkeypatch.setattr(engine_cuda, "SHARED_BYTES", 0)
+    twin, result = run_twin("sum_weigh_exp", dtype, hidden_type="ALIF", recurrent=True,
+                            n_layers=2)
+    assert result.hidden_counts.sum() > 10
+    compare(twin, RTOL[dtype])
+
+
+@needs_cuda
+def test_cuda_many_spikes_in_one_step_equal_cpu():
+    """Most hidden neurons fire in the same steps (strong input weights): the spikes of a step are
+    put in unit order, for the spike store and for the synaptic currents, as on the CPU."""
+    twin, result = run_twin("sum", np.float32, recurrent=True,
+                            init={"input_hidden": (3.0, 0.1)})
+    forward = [c for c in twin.calls if c[0] == "forward_batch"][-1][1]
+    sp_ptr = forward[FORWARD_OUT["sp_ptr"]]
+    assert np.diff(sp_ptr, axis=1).max() >= N_HID           # a step where every neuron fired
     compare(twin, RTOL[np.float32])
 
 
@@ -514,6 +541,33 @@ def test_select_gpu_without_gpu(fresh_gpu_choice):
     assert fake.calls == []
 
 
+@pytest.mark.skipif(SIMULATOR, reason="the simulator's block size is not register-bound")
+def test_block_size_respects_the_kernels_register_limit(monkeypatch):
+    """A block never has more threads than the compiled kernel can launch with: the units are
+    spread over more rounds instead. The limit is asked once per kernel and precision."""
+    class FakeKernel:
+        def __init__(self, limit):
+            self.limit, self.signatures = limit, []
+
+        def compile(self, signature):
+            self.signatures.append(signature)
+            return type("Compiled", (), {"max_threads_per_block": self.limit})()
+
+    monkeypatch.setattr(engine_cuda, "_THREAD_LIMITS", {})
+    args = [np.zeros((2, 3), np.float32), 1.5, 3, True]
+    roomy, tight = FakeKernel(1024), FakeKernel(400)
+    assert engine_cuda._block_size(roomy, np.float32, 1044, args) == \
+        engine_cuda.threads_per_block(1044)
+    T = engine_cuda._block_size(tight, np.float32, 1044, args)
+    assert T <= 400 and T % 32 == 0 and T == engine_cuda.threads_per_block(1044, 384)
+    assert -(-1044 // T) == 3                          # three units per thread instead of two
+    engine_cuda._block_size(tight, np.float32, 276, args)
+    assert tight.signatures == [(numba.float32[:, ::1], numba.float64, numba.int64,
+                                 numba.boolean)]     # compiled once per kernel and dtype
+    engine_cuda._block_size(tight, np.float64, 276, args)
+    assert len(tight.signatures) == 2
+
+
 @pytest.mark.skipif(SIMULATOR, reason="the simulator does not compile kernels")
 def test_kernels_compile_for_the_gpu():
     """Both kernels (and the models functions inlined into them) compile to PTX, for float32 and
@@ -569,3 +623,40 @@ def test_cuda_simulator_subprocess():
     assert proc.returncode == 0, f"CUDA simulator run failed:\n{output[-20000:]}"
     assert " passed" in output and "skipped" in output, output[-2000:]
     print(f"CUDA simulator run ({time.time() - start:.1f} s): {output.strip().splitlines()[-1]}")
+
+
+def test_select_engine():
+    """BACKEND: "cpu" is the CPU engine; "auto" the GPU when one is usable (never the
+    simulator), else the CPU; "cuda" without a GPU and unknown names are errors naming BACKEND."""
+    assert network.select_engine("cpu") is engine_cpu
+    gpu = cuda.is_available() and not SIMULATOR
+    assert network.select_engine("auto") is (engine_cuda if gpu else engine_cpu)
+    with pytest.raises(ValueError, match="BACKEND 'gpu'"):
+        network.select_engine("gpu")
+    if not cuda.is_available():
+        with pytest.raises(RuntimeError, match="BACKEND 'cuda'"):
+            network.select_engine("cuda")
+
+
+@needs_cuda
+def test_yinyang_trains_the_same_on_both_backends(tmp_path):
+    """A whole (tiny) Yin-Yang training through the simulator class, BACKEND "cpu" against
+    "cuda": the same accuracies every epoch and the same weights (float64: the GPU's other order
+    of summation in the backward pass stays at rounding level)."""
+    from simulator_yinyang import p as defaults, yinyang
+    runs = {}
+    for backend, epochs in (("cpu", 2), ("cuda", 2), ("initial", 0)):
+        p = dict(defaults, BACKEND=backend.replace("initial", "cpu"), DTYPE="float64",
+                 NUM_HIDDEN=8, N_TRAIN=8, N_TEST=4, N_BATCH=8, N_EPOCH=epochs, DT_MS=1.0,
+                 MODEL_SEED=3, ETA=1e-2, SHUFFLE=True, OUT_DIR=str(tmp_path / backend),
+                 NAME="yy", PROGRESS=False)
+        model = yinyang(p)
+        out = model.train_test(p)
+        assert model.network.engine is (engine_cuda if backend == "cuda" else engine_cpu)
+        runs[backend] = (out[4], out[5], {k: np.array(v) for k, v in model.network.params.items()})
+    assert runs["cpu"][:2] == runs["cuda"][:2]
+    for name, w in runs["cpu"][2].items():
+        np.testing.assert_allclose(runs["cuda"][2][name], w, rtol=1e-9, atol=1e-12,
+                                   err_msg=name)
+    assert not np.allclose(runs["cpu"][2]["w_input_hidden"],      # the weights did learn
+                           runs["initial"][2]["w_input_hidden"])
