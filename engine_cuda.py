@@ -61,10 +61,11 @@ Two ways in:
 
 Where the time goes (H100, SHD-shaped workload, BENCHMARKS.md): Nsight Compute shows the forward
 kernel issuing an instruction every 6.8 cycles per warp at 14 % occupancy, so at B = 32 (32
-blocks on 132 multiprocessors) a trial is bound by the instructions per step of each block. Not
-done yet: per-unit constants and per-sample row offsets are recomputed every step (numba's
-indexing with wraparound and 64-bit index arithmetic); several samples per block would fill the
-GPU at small batches; the optimiser (Adam) runs on the host, so the gradients come back and the
+blocks on 132 multiprocessors) a trial is bound by the instructions per step of each block. Hence
+no 64-bit integer division in the step loops (``_layer`` instead of ``// N``; ``while`` loops
+instead of ``range`` with a run-time step, which divides to count its trips) and the per-unit
+constants in thread-local memory. Not done yet: several samples per block would fill the GPU at
+small batches; the optimiser (Adam) runs on the host, so the gradients come back and the
 weights go up every learning trial; the inputs are uploaded per trial, not once per epoch.
 """
 import math
@@ -141,6 +142,16 @@ def gradient_chunks(n_samples):
 # Kernels
 # ----------------------------------------------------------------------------------------------
 
+@numba.njit(inline="always")
+def _layer(g, N):
+    """Layer of hidden unit g, that is g // N, by comparisons: networks have few layers, and a
+    64-bit integer division is a long subroutine on a GPU."""
+    l = 0
+    while g >= (l + 1) * N:
+        l += 1
+    return l
+
+
 @cuda.jit(cache=True)
 def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
                     h_alpha, h_beta, h_c, o_alpha, o_beta, o_c,
@@ -175,6 +186,9 @@ def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
     thr_spike = cuda.local.array(MAX_UNITS_PER_THREAD, W_in.dtype)
     n_stored = cuda.local.array(MAX_UNITS_PER_THREAD, numba.int32)
     flag = cuda.local.array(MAX_UNITS_PER_THREAD, numba.int8)
+    alpha = cuda.local.array(MAX_UNITS_PER_THREAD, W_in.dtype)    # per-step constants
+    c_I = cuda.local.array(MAX_UNITS_PER_THREAD, W_in.dtype)
+    beta = cuda.local.array(MAX_UNITS_PER_THREAD, W_in.dtype)
     # the step's spikes: [0, LN) hidden spikes as they come, [LN, 2 LN) the same sorted by unit,
     # [2 LN, 2 LN + U) spikes to store as they come (shared memory unless too large)
     if lists_global.shape[0] > 0:
@@ -189,8 +203,18 @@ def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
         thr[r] = zero
         n_stored[r] = 0
         flag[r] = 0
-        if LN <= u < U:
-            first_step[b, u - LN] = -1
+        if u < LN:
+            l = _layer(u, N)
+            i = u - l * N
+            alpha[r] = h_alpha[l, i]
+            c_I[r] = h_c[l, i]
+            beta[r] = h_beta[l, i]
+        elif u < U:
+            c = u - LN
+            alpha[r] = o_alpha[c]
+            c_I[r] = o_c[c]
+            beta[r] = o_beta[c]
+            first_step[b, c] = -1
     if t == 0:
         for k in range(4):
             n_list[k] = 0
@@ -204,13 +228,13 @@ def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
             u = t + r * T
             f = 0
             if u < LN:
-                l = u // N
+                l = _layer(u, N)
                 i = u - l * N
                 cur = I[r]
                 if keep_traces:
                     V_h_tr[b, n, l, i] = V[r]
                     I_h_tr[b, n, l, i] = cur
-                v = real(lif_membrane_update(V[r], cur, h_alpha[l, i], h_c[l, i]))
+                v = real(lif_membrane_update(V[r], cur, alpha[r], c_I[r]))
                 if noise_amp > 0.0:
                     v = real(v + noise_scale * normal_hash(seed, b, n, u))
                 th = thr[r]
@@ -243,7 +267,7 @@ def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
                 io = I[r]
                 V_out_tr[b, n, c] = vo
                 I_out_tr[b, n, c] = io
-                v = real(lif_membrane_update(vo, io, o_alpha[c], o_c[c]))
+                v = real(lif_membrane_update(vo, io, alpha[r], c_I[r]))
                 if out_spiking and v >= theta_r:
                     counts[b, u] += 1
                     if first_step[b, c] < 0:
@@ -298,9 +322,9 @@ def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
         for r in range(R):
             u = t + r * T
             if u < LN:
-                l = u // N
+                l = _layer(u, N)
                 j = u - l * N
-                acc = real(synapse_decay(I[r], h_beta[l, j]))
+                acc = real(synapse_decay(I[r], beta[r]))
                 if l == 0:                   # input spikes, loads issued four at a time
                     k = in_ptr[b, n]
                     k1 = in_ptr[b, n + 1]
@@ -325,10 +349,10 @@ def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
                     g1 = lists[LN + k + 1]
                     g2 = lists[LN + k + 2]
                     g3 = lists[LN + k + 3]
-                    l0 = g0 // N
-                    l1 = g1 // N
-                    l2 = g2 // N
-                    l3 = g3 // N
+                    l0 = _layer(g0, N)
+                    l1 = _layer(g1, N)
+                    l2 = _layer(g2, N)
+                    l3 = _layer(g3, N)
                     w0 = (W_fwd[l0, g0 - l0 * N, j] if l0 == l - 1 else
                           W_rec[l0, g0 - l0 * N, j] if recurrent and l0 == l else zero)
                     w1 = (W_fwd[l1, g1 - l1 * N, j] if l1 == l - 1 else
@@ -348,7 +372,7 @@ def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
                     k += 4
                 while k < n_fired:
                     g0 = lists[LN + k]
-                    l0 = g0 // N
+                    l0 = _layer(g0, N)
                     if l0 == l - 1:
                         acc += W_fwd[l0, g0 - l0 * N, j]
                     elif recurrent and l0 == l:
@@ -357,7 +381,7 @@ def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
                 I[r] = acc
             elif u < U:
                 c = u - LN
-                acc = real(synapse_decay(I[r], o_beta[c]))
+                acc = real(synapse_decay(I[r], beta[r]))
                 last = (L - 1) * N           # hidden spikes of the last layer, four at a time
                 k = 0
                 while k + 4 <= n_fired:
@@ -433,31 +457,47 @@ def _backward_kernel(in_ptr, in_ch, W_fwd, W_rec, W_out,
     else:
         post = cuda.shared.array(0, W_out.dtype)
     part = 2 * U + t
-
-    for u in range(t, U, T):
-        lam_V[b, u] = zero
-        lam_I[b, u] = zero
-        acc_m[b, u] = zero
-        acc_s[b, u] = zero
+    R = (U + T - 1) // T             # units owned by each thread: u = t + r T, r < R
+    alpha = cuda.local.array(MAX_UNITS_PER_THREAD, W_out.dtype)   # per-step constants
+    beta = cuda.local.array(MAX_UNITS_PER_THREAD, W_out.dtype)
+    d_V = cuda.local.array(MAX_UNITS_PER_THREAD, W_out.dtype)
+    for r in range(R):
+        u = t + r * T
+        if u < U:
+            lam_V[b, u] = zero
+            lam_I[b, u] = zero
+            acc_m[b, u] = zero
+            acc_s[b, u] = zero
         if u < LN:
             lam_b[b, u] = zero
+            l = _layer(u, N)
+            i = u - l * N
+            alpha[r] = h_alpha[l, i]
+            beta[r] = h_beta[l, i]
+            d_V[r] = h_d[l, i]
+        elif u < U:
+            alpha[r] = o_alpha[u - LN]
+            beta[r] = o_beta[u - LN]
+            d_V[r] = o_d[u - LN]
     for m in range(n_steps - 1, -1, -1):
         n_in = in_ptr[b, m + 1] - in_ptr[b, m]
         s0 = sp_ptr[b, m]
         s1 = sp_ptr[b, m + 1]
         events = m < n_steps - 1 and (n_in > 0 or s1 > s0)
         # owners: postsynaptic adjoints at t_{m+1}, then free dynamics from t_{m+1} to t_m
-        for u in range(t, U, T):
+        for r in range(R):
+            u = t + r * T
+            if u >= U:
+                break
             lv = lam_V[b, u]
             li = lam_I[b, u]
             if events:
                 post[u] = lv - li
                 post[U + u] = li
             if u < LN:
-                l = u // N
+                l = _layer(u, N)
                 i = u - l * N
-                lv, li = lif_adjoint_update(lv, li, zero, h_alpha[l, i], h_beta[l, i],
-                                            h_d[l, i])
+                lv, li = lif_adjoint_update(lv, li, zero, alpha[r], beta[r], d_V[r])
                 lv = real(lv)
                 li = real(li)
                 if alif:
@@ -473,7 +513,7 @@ def _backward_kernel(in_ptr, in_ch, W_fwd, W_rec, W_out,
                     A = A_out[b, m, c]
                 elif separable_forcing:
                     A = force_g[b, m] * force_c[b, c]
-                lv, li = lif_adjoint_update(lv, li, A, o_alpha[c], o_beta[c], o_d[c])
+                lv, li = lif_adjoint_update(lv, li, A, alpha[r], beta[r], d_V[r])
                 lv = real(lv)
                 li = real(li)
                 if train_tau_out:
@@ -486,40 +526,49 @@ def _backward_kernel(in_ptr, in_ch, W_fwd, W_rec, W_out,
         if events:
             # input spikes: gradient samples only (threads over the postsynaptic neurons)
             k0 = in_ptr[b, m]
-            for j in range(t, N, T):
+            j = t
+            while j < N:
                 dw = -(tau_s_h[0, j] * real(post[U + j]))
                 for k in range(k0, k0 + n_in):
                     cuda.atomic.add(dW_in, (0, in_ch[k], j), dw)
+                j += T
             # stored spikes of step m, P at a time: the G lanes of a spike go over its synapses
             # (gradient samples, and their parts of the reverse current, summed by a tree),
             # then lane 0 applies the jump. A neuron spikes at most once per step, so the jumps
             # of one step touch distinct adjoints.
-            for first in range(s0, s1, P):
+            first = s0
+            while first < s1:
                 s = first + grp
                 active = grp < P and s < s1
                 rev = zero
                 if active:
                     g = sp_idx[b, s]
                     if g < LN:
-                        l = g // N
+                        l = _layer(g, N)
                         i = g - l * N
                         if l < L - 1:
                             base = (l + 1) * N
-                            for j in range(lane, N, G):
+                            j = lane
+                            while j < N:
                                 rev += W_fwd[l, i, j] * real(post[base + j])
                                 cuda.atomic.add(dW_fwd, (0, l, i, j),
                                                 -(tau_s_h[l + 1, j] * real(post[U + base + j])))
+                                j += G
                         else:
-                            for c in range(lane, C, G):
+                            c = lane
+                            while c < C:
                                 rev += W_out[i, c] * real(post[LN + c])
                                 cuda.atomic.add(dW_out, (0, i, c),
                                                 -(tau_s_o[c] * real(post[U + LN + c])))
+                                c += G
                         if recurrent:
                             base = l * N
-                            for j in range(lane, N, G):
+                            j = lane
+                            while j < N:
                                 rev += W_rec[l, i, j] * real(post[base + j])
                                 cuda.atomic.add(dW_rec, (0, l, i, j),
                                                 -(tau_s_h[l, j] * real(post[U + base + j])))
+                                j += G
                 post[part] = rev
                 cuda.syncthreads()
                 width = G // 2
@@ -532,7 +581,7 @@ def _backward_kernel(in_ptr, in_ch, W_fwd, W_rec, W_out,
                     g = sp_idx[b, s]
                     imv = sp_imv[b, s]
                     if g < LN:
-                        l = g // N
+                        l = _layer(g, N)
                         i = g - l * N
                         rev = real(post[part])
                         if alif:
@@ -551,18 +600,21 @@ def _backward_kernel(in_ptr, in_ch, W_fwd, W_rec, W_out,
                             lv = lv + fs_term[b, c] / imv
                         lam_V[b, g] = lv
                 cuda.syncthreads()
+                first += P
         cuda.syncthreads()
         # owners of the outputs: loss jumps that are not spike-triggered (max, phantom spike)
-        for u in range(t, U, T):
+        u = t
+        while u < U:
             if u >= LN:
                 c = u - LN
                 if jump_step[b, c] == m:
                     lam_V[b, u] = lam_V[b, u] + jump_amount[b, c]
+            u += T
     # per-sample tau gradients into the shared accumulator
     for u in range(t, U, T):
         if u < LN:
             if train_tau:
-                l = u // N
+                l = _layer(u, N)
                 i = u - l * N
                 cuda.atomic.add(dtau_m_h, (0, l, i), acc_m[b, u])
                 cuda.atomic.add(dtau_s_h, (0, l, i), acc_s[b, u])
@@ -570,8 +622,6 @@ def _backward_kernel(in_ptr, in_ch, W_fwd, W_rec, W_out,
             c = u - LN
             cuda.atomic.add(dtau_m_o, (0, c), acc_m[b, u])
             cuda.atomic.add(dtau_s_o, (0, c), acc_s[b, u])
-
-
 
 
 # ----------------------------------------------------------------------------------------------
