@@ -72,7 +72,11 @@ p = {
     "REC_SYNAPSES": [],         # (projection, "w"): "in_to_hid", "hid_to_out"
     "REC_EPOCH_TRIAL": [],      # [epoch, trial] pairs to record (empty: every trial)
     "WRITE_TO_DISK": True,      # save recordings
-    "LOAD_LAST": False,         # start from {NAME}_checkpoint_last (train: resume)
+    "LOAD_LAST": False,         # start from {NAME}_checkpoint_last (train: resume) ...
+    "LOAD_BEST": False,         # ... or from checkpoint "best" (test: with its weights)
+    "CHECKPOINT_NAME": None,    # prefix of the checkpoint to load (None: NAME)
+    "CHECKPOINT": True,         # write checkpoint "last" after every epoch
+    "CHECKPOINT_BEST": "neither",   # checkpoint "best" on improved "validation" / "training"
     "W_REPORT_INTERVAL": 100,   # weight snapshots every this many trials ...
     "W_EPOCH_INTERVAL": 10,     # ... in every this many-th epoch
     "PROGRESS": True,           # progress bar and one line per epoch
@@ -166,7 +170,8 @@ class yinyang(Experiment):
                 test.accuracy if test else 0.0)
 
     def test(self, params):
-        """One epoch on the test set without learning (LOAD_LAST: with the trained weights).
+        """One epoch on the test set without learning (LOAD_LAST / LOAD_BEST, CHECKPOINT_NAME:
+        with the weights of that checkpoint).
         Returns (spike_t, spike_ID, rec_vars_n, rec_vars_s, test accuracy)."""
         p = validate(params)
         recorder, _, test = self.run(p, None, self.test_data, 1, False, "test")

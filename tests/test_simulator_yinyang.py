@@ -76,6 +76,23 @@ def test_training_improves_accuracy_and_writes_results(tmp_path):
     assert again == pytest.approx(test_acc)
 
 
+def test_best_training_checkpoint_is_tested_under_another_name(tmp_path):
+    """CHECKPOINT_BEST "training" keeps the epoch with the best training accuracy; test() with
+    LOAD_BEST and CHECKPOINT_NAME evaluates those weights and writes its own files."""
+    p = small(tmp_path, N_EPOCH=3, CHECKPOINT_BEST="training")
+    model = yinyang(p)
+    model.train_test(p)
+    log = utils.load_epoch_log(str(tmp_path / "yy_log.jsonl"))
+    best = max(range(3), key=lambda e: (log[e]["train_acc"], -e))   # the first of equal ones
+    assert (tmp_path / "yy_checkpoint_best.npz").exists()
+    assert (tmp_path / "yy_best.txt").read_text().split()[0] == str(best)
+    accuracy = model.test(small(tmp_path, NAME="yy_best_test", CHECKPOINT_NAME="yy",
+                                LOAD_BEST=True))[-1]
+    assert accuracy == pytest.approx(log[best]["test_acc"])
+    assert len(np.loadtxt(tmp_path / "yy_results.txt")) == 3     # untouched by test()
+    assert (tmp_path / "yy_best_test_results.txt").exists()
+
+
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_resume_continues_like_an_uninterrupted_run(tmp_path, shuffle):
     a, b = tmp_path / "a", tmp_path / "b"
@@ -185,3 +202,37 @@ def test_k_folds_partition_the_samples():
     assert sorted(validation) == list(range(10))
     for _, train, val in folds:
         assert sorted(np.concatenate([train, val])) == list(range(10))
+
+
+def test_train_yinyang_script(tmp_path, monkeypatch, capsys):
+    """train_yinyang.py runs end to end (at toy sizes): trains with checkpoint "best" on the
+    training accuracy and tests those weights under a name of their own."""
+    import runpy
+    import sys
+
+    import simulator_yinyang
+
+    def shrink(p):
+        return dict(p, N_TRAIN=60, N_TEST=20, N_EPOCH=2, DT_MS=0.5, N_BATCH=30, PROGRESS=False)
+
+    class Tiny(simulator_yinyang.yinyang):
+        def __init__(self, p):
+            super().__init__(shrink(p))
+
+        def train_test(self, p):
+            return super().train_test(shrink(p))
+
+        def test(self, p):
+            return super().test(shrink(p))
+
+    monkeypatch.setattr(simulator_yinyang, "yinyang", Tiny)
+    monkeypatch.setattr(simulator_yinyang, "p", dict(simulator_yinyang.p))
+    monkeypatch.setattr(sys, "argv", ["train_yinyang.py", str(tmp_path), "2"])
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    runpy.run_path(os.path.join(root, "train_yinyang.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "best training accuracy): test accuracy" in out
+    assert json.load(open(tmp_path / "yinyang.json"))["MODEL_SEED"] == 2
+    for f in ("yinyang_checkpoint_best.npz", "yinyang_best.txt", "yinyang_results.txt",
+              "yinyang_best_test_results.txt"):
+        assert (tmp_path / f).exists()
