@@ -6,7 +6,7 @@ the engine's layout: in_ch (flat channels) and in_ptr[b, n] = index of the first
 at step n, so that the spikes of step n are in_ch[in_ptr[b, n]:in_ptr[b, n + 1]].
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 def times_to_steps(times_ms, dt):
@@ -134,32 +134,40 @@ class SpikeData:
                            self.n_channels, self.n_steps, u, p_drop)
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _pack_batch(offsets, steps, channels, indices, shifts, n_channels, n_steps, u, p_drop):
-    """Counting sort of the batch's spikes (and their delayed copies) by step; u holds one uniform
-    number per candidate spike when dropping (empty otherwise)."""
+    """Counting sort of the batch's spikes (and their delayed copies) by step, in parallel over
+    the samples; u holds one uniform number per candidate spike when dropping (empty
+    otherwise), candidates numbered sample by sample."""
     B, D = len(indices), len(shifts)
     in_ptr = np.zeros((B, n_steps + 1), dtype=np.int64)
     drop = len(u) > 0
-    k = 0
-    for b in range(B):                        # pass 1: spikes per (sample, step)
+    first_k = np.zeros(B + 1, dtype=np.int64)     # number of the sample's first candidate
+    for b in range(B):
         i = indices[b]
+        first_k[b + 1] = first_k[b] + (offsets[i + 1] - offsets[i]) * D
+    for b in prange(B):                       # pass 1: spikes per (sample, step)
+        i = indices[b]
+        k = first_k[b]
         for j in range(offsets[i], offsets[i + 1]):
             for d in range(D):
                 s = steps[j] + shifts[d]
                 if s < n_steps and not (drop and u[k] < p_drop):
                     in_ptr[b, s + 1] += 1
                 k += 1
-    base = 0
-    for b in range(B):                        # running sums -> first index of every step
-        in_ptr[b, 0] = base
+    for b in prange(B):                       # running sums within each sample ...
         for n in range(n_steps):
             in_ptr[b, n + 1] += in_ptr[b, n]
-        base = in_ptr[b, n_steps]
-    in_ch = np.empty(base, dtype=np.int32)
-    k = 0
-    for b in range(B):                        # pass 2: fill, same decisions as pass 1
+    base = np.zeros(B + 1, dtype=np.int64)    # ... and where each sample starts
+    for b in range(B):
+        base[b + 1] = base[b] + in_ptr[b, n_steps]
+    for b in prange(B):
+        for n in range(n_steps + 1):
+            in_ptr[b, n] += base[b]
+    in_ch = np.empty(base[B], dtype=np.int32)
+    for b in prange(B):                       # pass 2: fill, same decisions as pass 1
         i = indices[b]
+        k = first_k[b]
         pos = in_ptr[b, :n_steps].copy()
         for j in range(offsets[i], offsets[i + 1]):
             for d in range(D):
