@@ -265,18 +265,14 @@ def load_split(data_dir, split, dt_ms, trial_ms, start_ms=0.0, cache_dir=None, d
         try:
             with np.load(path) as z:
                 if str(z["key"]) == key:
-                    data = SpikeData(z["steps"], z["channels"], z["offsets"], z["labels"],
-                                     int(z["n_steps"]), int(z["n_channels"]))
+                    data = SpikeData.from_arrays(z)
                     users, files = z["users"], [str(f) for f in z["files"]]
         except (OSError, KeyError, ValueError):
             data = None                          # unreadable or stale cache: rebuild it
     if data is None:
         data, users, files = _bin_split(data_dir, split, recordings, dt_ms, n_steps, start_ms)
-        utils.save_npz(path, {
-            "key": np.array(key), "steps": data.steps, "channels": data.channels,
-            "offsets": data.offsets, "labels": data.labels, "n_steps": np.array(data.n_steps),
-            "n_channels": np.array(data.n_channels), "users": users,
-            "files": np.array(files)})
+        utils.save_npz(path, {"key": np.array(key), **data.arrays(), "users": users,
+                              "files": np.array(files)})
     empty = np.flatnonzero(data.spike_counts() == 0)
     if len(empty):
         warnings.warn(f"{len(empty)} of {len(data)} DVS gesture recordings ({split}) have no "

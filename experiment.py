@@ -104,6 +104,24 @@ class Experiment:
         return (*recorder.results(), train.accuracy if train else 0.0,
                 evaluation.accuracy if evaluation else 0.0)
 
+    def run_folds(self, p, data, folds):
+        """Cross-validation on ``data``: for every (k, training indices, validation indices) of
+        ``folds`` a fresh network trains N_EPOCH epochs on its training part and is validated
+        after each; the fold's files are named {NAME}_fold{k}_* and its parameters say
+        FOLDS = [k]. Returns (list of [final training accuracy, final validation accuracy] per
+        fold, list of seconds per fold)."""
+        accuracies, seconds = [], []
+        for k, train_idx, eval_idx in folds:
+            timer = utils.Timer()
+            fold_p = dict(p, NAME=f"{p['NAME']}_fold{k}", FOLDS=[k])
+            _, train, evaluation = self.run(fold_p, data.subset(train_idx),
+                                             data.subset(eval_idx), p["N_EPOCH"], True,
+                                             "validation")
+            accuracies.append([train.accuracy if train else 0.0,
+                               evaluation.accuracy if evaluation else 0.0])
+            seconds.append(timer())
+        return accuracies, seconds
+
     @staticmethod
     def prefix(p):
         return os.path.join(p["OUT_DIR"], p["NAME"])

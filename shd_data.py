@@ -234,8 +234,7 @@ def load_dataset(data_dir, dataset, split, dt_ms, trial_ms, rescale_t=1.0, resca
         try:
             with np.load(path) as z:
                 if str(z["key"]) == key:
-                    data = SpikeData(z["steps"], z["channels"], z["offsets"], z["labels"],
-                                     int(z["n_steps"]), int(z["n_channels"]))
+                    data = SpikeData.from_arrays(z)
                     speakers = z["speakers"] if bool(z["has_speakers"]) else None
                     return data, speakers
         except (OSError, KeyError, ValueError):
@@ -248,9 +247,7 @@ def load_dataset(data_dir, dataset, split, dt_ms, trial_ms, rescale_t=1.0, resca
         channel_lists.append(c)
     data = SpikeData.from_lists(step_lists, channel_lists, raw.labels, n_steps, N_CHANNELS)
     utils.save_npz(path, {
-        "key": np.array(key), "steps": data.steps, "channels": data.channels,
-        "offsets": data.offsets, "labels": data.labels, "n_steps": np.array(data.n_steps),
-        "n_channels": np.array(data.n_channels),
+        "key": np.array(key), **data.arrays(),
         "has_speakers": np.array(raw.speakers is not None),
         "speakers": raw.speakers if raw.speakers is not None else np.zeros(0, np.int64)})
     return data, raw.speakers

@@ -351,14 +351,4 @@ class DVS_gesture_model(Experiment):
         accuracy, final validation accuracy] per fold, list of seconds per fold)."""
         p = validate(params)
         self._load_data(p)
-        accuracies, seconds = [], []
-        for f, train_idx, eval_idx in self.folds(p):
-            timer = utils.Timer()
-            fold_p = dict(p, NAME=f"{p['NAME']}_fold{f}", FOLDS=[f])
-            _, train, evaluation = self.run(fold_p, self.train_data.subset(train_idx),
-                                             self.train_data.subset(eval_idx), p["N_EPOCH"],
-                                             True, "validation")
-            accuracies.append([train.accuracy if train else 0.0,
-                               evaluation.accuracy if evaluation else 0.0])
-            seconds.append(timer())
-        return accuracies, seconds
+        return self.run_folds(p, self.train_data, self.folds(p))

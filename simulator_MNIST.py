@@ -280,8 +280,8 @@ class mnist_model(Experiment):
         """N_FOLDS-fold cross-validation on the N_TRAIN + N_VALIDATE images that ``train`` uses
         (the first of the shuffled training images): fold k validates on the k-th part and trains
         a fresh network (the same initial weights when MODEL_SEED is set) on the others; its files
-        are named {NAME}_fold{k}_*; FOLDS selects folds (None: all). Returns (list of [final training accuracy, final validation
-        accuracy] per fold, list of seconds per fold)."""
+        are named {NAME}_fold{k}_*; FOLDS selects folds (None: all). Returns (list of [final
+        training accuracy, final validation accuracy] per fold, list of seconds per fold)."""
         p = self.validate(params)
         self._load_data(p)
         n_pool = p["N_TRAIN"] + p["N_VALIDATE"]
@@ -290,16 +290,6 @@ class mnist_model(Experiment):
             raise ValueError(f"invalid p['N_FOLDS'] = {p['N_FOLDS']}: more folds than the "
                              f"{n_pool} images of N_TRAIN + N_VALIDATE")
         pool = self._training_order(p)[:n_pool]
-        accuracies, seconds = [], []
-        for k, train_idx, eval_idx in k_folds(n_pool, p["N_FOLDS"], p["TRAIN_DATA_SEED"],
-                                              p["FOLDS"]):
-            timer = utils.Timer()
-            train = self.train_data.subset(pool[train_idx])
-            evaluation = self.train_data.subset(pool[eval_idx])
-            fold_p = dict(p, NAME=f"{p['NAME']}_fold{k}")
-            _, train_stats, eval_stats = self.run(fold_p, train, evaluation, p["N_EPOCH"], True,
-                                                  "validation")
-            accuracies.append([train_stats.accuracy if train_stats else 0.0,
-                               eval_stats.accuracy if eval_stats else 0.0])
-            seconds.append(timer())
-        return accuracies, seconds
+        folds = k_folds(n_pool, p["N_FOLDS"], p["TRAIN_DATA_SEED"], p["FOLDS"])
+        return self.run_folds(p, self.train_data, ((k, pool[train_idx], pool[eval_idx])
+                                                   for k, train_idx, eval_idx in folds))

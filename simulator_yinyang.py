@@ -180,19 +180,9 @@ class yinyang(Experiment):
     def cross_validate(self, params):
         """N_FOLDS-fold cross-validation on the training set: every fold trains a fresh network
         (same MODEL_SEED, so the same initial weights when it is set) on the other folds and
-        evaluates on its own after every epoch; FOLDS selects folds (None: all). Returns (list of [final train accuracy, final
-        validation accuracy] per fold, list of wall-clock seconds per fold)."""
+        evaluates on its own after every epoch; FOLDS selects folds (None: all). Returns (list
+        of [final train accuracy, final validation accuracy] per fold, list of wall-clock
+        seconds per fold)."""
         p = validate(params)
-        accuracies, seconds = [], []
-        for f, train_idx, eval_idx in k_folds(len(self.train_data), p["N_FOLDS"],
-                                              p["TRAIN_DATA_SEED"], p["FOLDS"]):
-            timer = utils.Timer()
-            train_data = self.train_data.subset(train_idx)
-            eval_data = self.train_data.subset(eval_idx)
-            fold_p = dict(p, NAME=f"{p['NAME']}_fold{f}")
-            _, train, evaluation = self.run(fold_p, train_data, eval_data, p["N_EPOCH"], True,
-                                             "validation")
-            accuracies.append([train.accuracy if train else 0.0,
-                               evaluation.accuracy if evaluation else 0.0])
-            seconds.append(timer())
-        return accuracies, seconds
+        return self.run_folds(p, self.train_data, k_folds(len(self.train_data), p["N_FOLDS"],
+                                                          p["TRAIN_DATA_SEED"], p["FOLDS"]))

@@ -50,6 +50,18 @@ class SpikeData:
         data.n_steps, data.n_channels = int(n_steps), int(n_channels)
         return data
 
+    def arrays(self):
+        """The data as named arrays (for ``np.savez``; ``from_arrays`` reads them back)."""
+        return {"steps": self.steps, "channels": self.channels, "offsets": self.offsets,
+                "labels": self.labels, "n_steps": np.array(self.n_steps),
+                "n_channels": np.array(self.n_channels)}
+
+    @classmethod
+    def from_arrays(cls, z):
+        """A SpikeData from the arrays ``arrays`` wrote (a mapping such as an open npz file)."""
+        return cls(z["steps"], z["channels"], z["offsets"], z["labels"], int(z["n_steps"]),
+                   int(z["n_channels"]))
+
     def _sort_by_step(self):
         """Order every sample's spikes by step, then channel (``batch`` relies on it); the
         constructor calls it only when some sample is out of that order."""
