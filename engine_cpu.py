@@ -53,6 +53,8 @@ def _forward_sample(b, in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
     Io = np.zeros(C, dtype=W_in.dtype)
     stored = np.zeros(L * N + C, dtype=np.int32)
     fired = np.empty(L * N, dtype=np.int32)
+    x_in = np.zeros(N, dtype=W_in.dtype)     # input current of the step
+    zero = real(0)
     noise_scale = real(noise_amp * math.sqrt(dt))
     ns = 0
     for c in range(C):
@@ -127,11 +129,18 @@ def _forward_sample(b, in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
                 I_l[i] = synapse_decay(I_l[i], beta_l[i])
         for c in range(C):
             Io[c] = synapse_decay(Io[c], o_beta[c])
-        I_0 = I[0]
-        for k in range(in_ptr[b, n], in_ptr[b, n + 1]):
-            w = W_in[in_ch[k]]
+        # the input spikes of the step are summed first, then added (the order of the GPU,
+        # which sums them before the time loop)
+        if in_ptr[b, n + 1] > in_ptr[b, n]:
             for j in range(N):
-                I_0[j] += w[j]
+                x_in[j] = zero
+            for k in range(in_ptr[b, n], in_ptr[b, n + 1]):
+                w = W_in[in_ch[k]]
+                for j in range(N):
+                    x_in[j] += w[j]
+            I_0 = I[0]
+            for j in range(N):
+                I_0[j] += x_in[j]
         for k in range(n_fired):
             l = fired[k] // N
             i = fired[k] - l * N

@@ -13,6 +13,11 @@ Layout:
   the units t, t + T, t + 2T, ... (T threads per block, at most MAX_UNITS_PER_THREAD units each)
   for the whole kernel. T is the fewest warps that cover the units in the fewest rounds of at
   most MAX_THREADS threads, and never more than the compiled kernel's registers allow.
+* the input spikes do not depend on the network's state, so their part is taken out of the
+  time loops: before the forward loop ``_input_current_kernel`` sums the input weights of every
+  step (x_in[b, n, j], in the CPU's order, for all steps in parallel), and after the backward
+  loop ``_input_gradient_kernel`` takes the gradient samples of the input synapses from the
+  lambda_I of layer 0 that the loop kept for every step (in the same buffer).
 * the time steps are looped inside the kernel. Forward step n:
     1. neuron phase (owners, state in thread-local memory): traces, membrane/threshold update,
        noise, dropout, spike test, spike counters. A spiking unit appends itself to the step's
@@ -22,22 +27,27 @@ Layout:
        puts the hidden spikes in unit order, and places each stored spike in the sample's spike
        store (``sp_idx``/``sp_imv``/``sp_b``) exactly where the CPU puts it, so the spike store is
        identical and the run deterministic.
-    3. synapse phase (owners): I <- beta I, then the input spikes and the hidden spikes of the
-       step are added, in the CPU's order (inputs, then spikes by unit index), so every current
-       is rounded exactly as on the CPU.
+    3. synapse phase (owners): I <- beta I + x_in, then the hidden spikes of the step are
+       added, in the CPU's order (by unit index), so every current is rounded exactly as on
+       the CPU.
   The lists live in shared memory (global memory when a sample has too many units for
   SHARED_BYTES); two barriers per step.
 * backward step m: owners snapshot the postsynaptic adjoints lambda_V - lambda_I and lambda_I
-  into shared memory (if the step has events) and move their adjoints from t_{m+1} to t_m (tau
-  gradients accumulate per sample in scratch arrays). Then threads over the postsynaptic neurons
-  take the gradient samples of the input spikes, and the stored spikes of the step are taken P
-  at a time, each by G threads ("lanes", G a power of two up to a warp): the lanes go over the
-  spike's outgoing synapses (coalesced), add the gradient samples (``cuda.atomic.add`` into
-  chunk 0 of the (K, ...) accumulators; the GPU uses one chunk) and their parts of the reverse
-  current sum_j w_ij (lambda_V,j - lambda_I,j), which a tree in shared memory adds up; lane 0
-  applies the spike's jump. Last, the owners of the outputs apply the loss jumps that are not
-  spike-triggered. The reverse current is summed in another order than on the CPU, so backward
-  results agree to rounding, not bit for bit.
+  into shared memory (if the step has stored spikes) and move their adjoints from t_{m+1} to t_m
+  (tau gradients accumulate per sample in scratch arrays). Then the stored spikes of the step
+  are taken P at a time, each by G threads ("lanes", G a power of two up to a warp): the lanes
+  go over the spike's outgoing synapses (coalesced), add the gradient samples
+  (``cuda.atomic.add`` into chunk 0 of the (K, ...) accumulators; the GPU uses one chunk) and
+  their parts of the reverse current sum_j w_ij (lambda_V,j - lambda_I,j), which a tree of warp
+  shuffles adds up (the lanes of a spike are lanes of one warp; under the simulator, which has
+  no shuffles, the same tree in shared memory); lane 0 applies the spike's jump. The spikes of a
+  step touch distinct adjoints, so the rounds of P spikes need no barrier between them. Last, the owners of the outputs apply
+  the loss jumps that are not spike-triggered. The reverse current is summed in another order
+  than on the CPU, so backward results agree to rounding, not bit for bit.
+* the optimiser: ``_adam_kernel`` (and ``_time_constant_kernel`` for trained time constants:
+  lower bounds, then the per-step constants from ``models.lif_coefficients``) update the
+  parameters where they are, so a training epoch copies weights and moments back only at its
+  end (``network.EventPropNetwork.adam_step``).
 
 Precision follows the weights' dtype (float32 or float64) exactly as on the CPU: the same scalar
 arguments are cast to that dtype, and no float64 literal is mixed into float32 arithmetic. Results
@@ -55,18 +65,19 @@ Two ways in:
   Arguments that are already device arrays are used in place and not copied back.
 * ``Workspace`` (what ``network.EventPropNetwork.run_batch`` uses with this engine): the
   buffers of a trial (spike store, traces, gradient sums, scratch) are allocated once per
-  network and reused; what must start at zero is cleared by a small kernel; parameters stay on
-  the device and are uploaded again only when they changed; only what the host needs is
-  copied back.
+  network and reused; what must start at zero is cleared by a small kernel; parameters and Adam
+  moments stay on the device and are uploaded again only when the host changed them; the inputs
+  of many trials are uploaded in one copy (``put_inputs``); the loss runs on the device
+  (``losses_cuda``); only what the host needs is copied back (counters, spike counts, the loss
+  and prediction of every sample).
 
 Where the time goes (H100, SHD-shaped workload, BENCHMARKS.md): Nsight Compute shows the forward
 kernel issuing an instruction every 6.8 cycles per warp at 14 % occupancy, so at B = 32 (32
 blocks on 132 multiprocessors) a trial is bound by the instructions per step of each block. Hence
 no 64-bit integer division in the step loops (``_layer`` instead of ``// N``; ``while`` loops
-instead of ``range`` with a run-time step, which divides to count its trips) and the per-unit
-constants in thread-local memory. Not done yet: several samples per block would fill the GPU at
-small batches; the optimiser (Adam) runs on the host, so the gradients come back and the
-weights go up every learning trial; the inputs are uploaded per trial, not once per epoch.
+instead of ``range`` with a run-time step, which divides to count its trips), the per-unit
+constants in thread-local memory, and the input spikes out of the time loops. Not done: several
+samples per block would fill the GPU better at small batches.
 """
 import math
 import time
@@ -77,7 +88,7 @@ from numba import cuda
 from numba.core import config
 
 from models import (alif_imv, alif_spike_jump, alif_threshold_decay, lif_adjoint_update,
-                    lif_imv, lif_membrane_update, lif_spike_jump, normal_hash, synapse_decay,
+                    lif_coefficients, lif_imv, lif_membrane_update, lif_spike_jump, normal_hash, synapse_decay,
                     tau_m_gradient, tau_s_gradient, uniform_hash)
 
 # Threads per block on a GPU: the units of a sample are spread over at most MAX_THREADS threads
@@ -93,6 +104,8 @@ THREADS_PER_BLOCK = None
 SHARED_BYTES = 48 * 1024
 # Layouts of a packed buffer kept per name (Workspace.packed).
 _PACK_LAYOUTS = 4
+# Kernels under the simulator (no warp shuffles there) take another branch for a reduction.
+_SIMULATOR = bool(config.ENABLE_CUDASIM)
 
 
 def threads_per_block(n_units, max_threads=None):
@@ -153,7 +166,54 @@ def _layer(g, N):
 
 
 @cuda.jit(cache=True)
-def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
+def _input_current_kernel(in_ptr, in_ch, W_in, x_in):
+    """x_in[b, n, j] = sum of W_in[c, j] over the input spikes c of sample b at step n, added
+    in their order from zero (as ``engine_cpu`` sums them). The inputs do not depend on the
+    network's state, so this runs for all steps at once, before the time loop; blocks (b, part)
+    take the steps n = part, part + parts, ..., threads the neurons j."""
+    b = cuda.blockIdx.x
+    n = cuda.blockIdx.y
+    parts = cuda.gridDim.y
+    n_steps, N = x_in.shape[1], x_in.shape[2]
+    zero = W_in.dtype.type(0)
+    while n < n_steps:
+        k0 = in_ptr[b, n]
+        k1 = in_ptr[b, n + 1]
+        j = cuda.threadIdx.x
+        while j < N:
+            acc = zero
+            for k in range(k0, k1):
+                acc += W_in[in_ch[k], j]
+            x_in[b, n, j] = acc
+            j += cuda.blockDim.x
+        n += parts
+
+
+@cuda.jit(cache=True)
+def _input_gradient_kernel(in_ptr, in_ch, tau_s_h, lam_I_in, dW_in):
+    """Gradient samples of the input synapses, after the backward time loop: for every input
+    spike c of sample b at step m < n_steps - 1, dW_in[0, c, j] -= tau_s,j lambda_I,j(t_{m+1}),
+    with lambda_I of layer 0 as the loop kept it (lam_I_in[b, m]); added atomically over the
+    samples. Blocks and threads as ``_input_current_kernel``."""
+    b = cuda.blockIdx.x
+    m = cuda.blockIdx.y
+    parts = cuda.gridDim.y
+    n_steps, N = lam_I_in.shape[1], lam_I_in.shape[2]
+    while m < n_steps - 1:
+        k0 = in_ptr[b, m]
+        k1 = in_ptr[b, m + 1]
+        if k1 > k0:
+            j = cuda.threadIdx.x
+            while j < N:
+                dw = -(tau_s_h[0, j] * lam_I_in[b, m, j])
+                for k in range(k0, k1):
+                    cuda.atomic.add(dW_in, (0, in_ch[k], j), dw)
+                j += cuda.blockDim.x
+        m += parts
+
+
+@cuda.jit(cache=True)
+def _forward_kernel(x_in, W_fwd, W_rec, W_out,
                     h_alpha, h_beta, h_c, o_alpha, o_beta, o_c,
                     theta, v_reset, dt, n_steps, alif, rho_b, tau_m_h, tau_b, b_incr,
                     out_spiking, p_drop, noise_amp, seed, n_max_spike, keep_traces,
@@ -169,7 +229,7 @@ def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
     R = (U + T - 1) // T             # units owned by each thread: u = t + r T, r < R
     recurrent = W_rec.shape[0] > 0
     cap = sp_idx.shape[1]
-    real = W_in.dtype.type          # float32 or float64, as the CPU kernel
+    real = W_out.dtype.type         # float32 or float64, as the CPU kernel
     theta_r = real(theta)
     v_reset_r = real(v_reset)
     rho_b_r = real(rho_b)
@@ -179,16 +239,16 @@ def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
     # float32 like the CPU's, then promoted (as numba promotes it against the float64 hash)
     noise_scale = np.float64(real(noise_amp * math.sqrt(dt)))
     # state of the owned units, private to the thread
-    V = cuda.local.array(MAX_UNITS_PER_THREAD, W_in.dtype)
-    I = cuda.local.array(MAX_UNITS_PER_THREAD, W_in.dtype)
-    thr = cuda.local.array(MAX_UNITS_PER_THREAD, W_in.dtype)      # ALIF threshold b
-    imv = cuda.local.array(MAX_UNITS_PER_THREAD, W_in.dtype)      # ImV of this step's spike
-    thr_spike = cuda.local.array(MAX_UNITS_PER_THREAD, W_in.dtype)
+    V = cuda.local.array(MAX_UNITS_PER_THREAD, W_out.dtype)
+    I = cuda.local.array(MAX_UNITS_PER_THREAD, W_out.dtype)
+    thr = cuda.local.array(MAX_UNITS_PER_THREAD, W_out.dtype)      # ALIF threshold b
+    imv = cuda.local.array(MAX_UNITS_PER_THREAD, W_out.dtype)      # ImV of this step's spike
+    thr_spike = cuda.local.array(MAX_UNITS_PER_THREAD, W_out.dtype)
     n_stored = cuda.local.array(MAX_UNITS_PER_THREAD, numba.int32)
     flag = cuda.local.array(MAX_UNITS_PER_THREAD, numba.int8)
-    alpha = cuda.local.array(MAX_UNITS_PER_THREAD, W_in.dtype)    # per-step constants
-    c_I = cuda.local.array(MAX_UNITS_PER_THREAD, W_in.dtype)
-    beta = cuda.local.array(MAX_UNITS_PER_THREAD, W_in.dtype)
+    alpha = cuda.local.array(MAX_UNITS_PER_THREAD, W_out.dtype)    # per-step constants
+    c_I = cuda.local.array(MAX_UNITS_PER_THREAD, W_out.dtype)
+    beta = cuda.local.array(MAX_UNITS_PER_THREAD, W_out.dtype)
     # the step's spikes: [0, LN) hidden spikes as they come, [LN, 2 LN) the same sorted by unit,
     # [2 LN, 2 LN + U) spikes to store as they come (shared memory unless too large)
     if lists_global.shape[0] > 0:
@@ -223,6 +283,14 @@ def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
     cuda.syncthreads()
     for n in range(n_steps):
         par = n & 1
+        # the input currents of the step for the first two owned units (all of them in most
+        # networks), loaded now and used in phase 3: the loads overlap phases 1 and 2
+        x_0 = zero
+        x_1 = zero
+        if t < N:
+            x_0 = x_in[b, n, t]
+        if t + T < N:
+            x_1 = x_in[b, n, t + T]
         # 1. neuron phase: every unit uses I(t_n); spikes are appended to the lists
         for r in range(R):
             u = t + r * T
@@ -325,22 +393,13 @@ def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
                 l = _layer(u, N)
                 j = u - l * N
                 acc = real(synapse_decay(I[r], beta[r]))
-                if l == 0:                   # input spikes, loads issued four at a time
-                    k = in_ptr[b, n]
-                    k1 = in_ptr[b, n + 1]
-                    while k + 4 <= k1:
-                        w0 = W_in[in_ch[k], j]
-                        w1 = W_in[in_ch[k + 1], j]
-                        w2 = W_in[in_ch[k + 2], j]
-                        w3 = W_in[in_ch[k + 3], j]
-                        acc += w0
-                        acc += w1
-                        acc += w2
-                        acc += w3
-                        k += 4
-                    while k < k1:
-                        acc += W_in[in_ch[k], j]
-                        k += 1
+                if l == 0:                   # the input current of the step, summed beforehand
+                    if r == 0:
+                        acc += x_0
+                    elif r == 1:
+                        acc += x_1
+                    else:
+                        acc += x_in[b, n, j]
                 # hidden spikes, four at a time: from layer l - 1 (W_fwd) or, if recurrent,
                 # from layer l (W_rec)
                 k = 0
@@ -417,14 +476,14 @@ def _forward_kernel(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
 
 
 @cuda.jit(cache=True)
-def _backward_kernel(in_ptr, in_ch, W_fwd, W_rec, W_out,
+def _backward_kernel(lam_I_in, W_fwd, W_rec, W_out,
                      h_alpha, h_beta, h_d, o_alpha, o_beta, o_d,
                      tau_m_h, tau_s_h, tau_m_o, tau_s_o,
                      theta_jump, dt, n_steps, alif, rho_b, tau_b, b_incr,
                      sp_ptr, sp_idx, sp_imv, sp_b, first_step,
                      A_out, force_g, force_c, jump_step, jump_amount, fs_term, reg_jump,
                      train_tau, train_tau_out, V_h_tr, I_h_tr, V_out_tr, I_out_tr,
-                     dW_in, dW_fwd, dW_rec, dW_out, dtau_m_h, dtau_s_h, dtau_m_o, dtau_s_o,
+                     dW_fwd, dW_rec, dW_out, dtau_m_h, dtau_s_h, dtau_m_o, dtau_s_o,
                      lam_V, lam_I, lam_b, acc_m, acc_s, post_global):
     b = cuda.blockIdx.x
     t = cuda.threadIdx.x
@@ -450,6 +509,11 @@ def _backward_kernel(in_ptr, in_ch, W_fwd, W_rec, W_out,
     P = T // G
     grp = t // G
     lane = t - grp * G
+    # the threads of this thread's warp (all 32 but in a last, partial warp), for the shuffles
+    warp_lanes = T - (t // 32) * 32
+    warp_mask = numba.int32(-1)                  # 0xFFFFFFFF as the intrinsic's int32
+    if warp_lanes < 32:
+        warp_mask = numba.int32((1 << warp_lanes) - 1)
     # [0, U): lambda_V - lambda_I at t_{m+1}; [U, 2U): lambda_I at t_{m+1}; [2U, 2U + T): the
     # threads' partial sums of the reverse currents (shared memory unless too large)
     if post_global.shape[0] > 0:
@@ -480,10 +544,9 @@ def _backward_kernel(in_ptr, in_ch, W_fwd, W_rec, W_out,
             beta[r] = o_beta[u - LN]
             d_V[r] = o_d[u - LN]
     for m in range(n_steps - 1, -1, -1):
-        n_in = in_ptr[b, m + 1] - in_ptr[b, m]
         s0 = sp_ptr[b, m]
         s1 = sp_ptr[b, m + 1]
-        events = m < n_steps - 1 and (n_in > 0 or s1 > s0)
+        events = m < n_steps - 1 and s1 > s0
         # owners: postsynaptic adjoints at t_{m+1}, then free dynamics from t_{m+1} to t_m
         for r in range(R):
             u = t + r * T
@@ -497,6 +560,8 @@ def _backward_kernel(in_ptr, in_ch, W_fwd, W_rec, W_out,
             if u < LN:
                 l = _layer(u, N)
                 i = u - l * N
+                if l == 0:                   # for the input gradients (_input_gradient_kernel)
+                    lam_I_in[b, m, i] = li
                 lv, li = lif_adjoint_update(lv, li, zero, alpha[r], beta[r], d_V[r])
                 lv = real(lv)
                 li = real(li)
@@ -524,17 +589,9 @@ def _backward_kernel(in_ptr, in_ch, W_fwd, W_rec, W_out,
             lam_I[b, u] = li
         cuda.syncthreads()
         if events:
-            # input spikes: gradient samples only (threads over the postsynaptic neurons)
-            k0 = in_ptr[b, m]
-            j = t
-            while j < N:
-                dw = -(tau_s_h[0, j] * real(post[U + j]))
-                for k in range(k0, k0 + n_in):
-                    cuda.atomic.add(dW_in, (0, in_ch[k], j), dw)
-                j += T
             # stored spikes of step m, P at a time: the G lanes of a spike go over its synapses
-            # (gradient samples, and their parts of the reverse current, summed by a tree),
-            # then lane 0 applies the jump. A neuron spikes at most once per step, so the jumps
+            # (gradient samples, and their parts of the reverse current, summed by a tree of
+            # shuffles), then lane 0 applies the jump. A neuron spikes at most once per step, so the jumps
             # of one step touch distinct adjoints.
             first = s0
             while first < s1:
@@ -569,21 +626,29 @@ def _backward_kernel(in_ptr, in_ch, W_fwd, W_rec, W_out,
                                 cuda.atomic.add(dW_rec, (0, l, i, j),
                                                 -(tau_s_h[l, j] * real(post[U + base + j])))
                                 j += G
-                post[part] = rev
-                cuda.syncthreads()
-                width = G // 2
-                while width > 0:
-                    if lane < width and grp < P:
-                        post[part] = post[part] + post[part + width]
+                if _SIMULATOR:        # no warp shuffles there: the same tree in shared memory
+                    post[part] = rev
                     cuda.syncthreads()
-                    width //= 2
+                    width = G // 2
+                    while width > 0:
+                        if lane < width and grp < P:
+                            post[part] = post[part] + post[part + width]
+                        cuda.syncthreads()
+                        width //= 2
+                    rev = real(post[part])
+                else:                 # the G lanes of a spike are lanes of one warp
+                    width = G // 2
+                    while width > 0:
+                        # shfl.sync.down (mode 2) from lane + width, within the warp
+                        rev += cuda.shfl_sync_intrinsic(warp_mask, 2, rev, numba.int32(width),
+                                                        0x1f)[0]
+                        width //= 2
                 if active and lane == 0:
                     g = sp_idx[b, s]
                     imv = sp_imv[b, s]
                     if g < LN:
                         l = _layer(g, N)
                         i = g - l * N
-                        rev = real(post[part])
                         if alif:
                             lv, lb = alif_spike_jump(lam_V[b, g], lam_b[b, g], rev,
                                                      theta_jump_r, sp_b[b, s], imv, b_incr_r,
@@ -599,7 +664,8 @@ def _backward_kernel(in_ptr, in_ch, W_fwd, W_rec, W_out,
                         if m == first_step[b, c]:
                             lv = lv + fs_term[b, c] / imv
                         lam_V[b, g] = lv
-                cuda.syncthreads()
+                if _SIMULATOR:        # post[part] is used again in the next round
+                    cuda.syncthreads()
                 first += P
         cuda.syncthreads()
         # owners of the outputs: loss jumps that are not spike-triggered (max, phantom spike)
@@ -650,6 +716,15 @@ def _copy_back(d, x, copied):
             x[...] = d.copy_to_host()
 
 
+def _input_launch(B, n_steps, N):
+    """Launch configuration of the input kernels: blocks (sample, part of the steps), threads
+    over the hidden neurons of layer 0."""
+    if config.ENABLE_CUDASIM:
+        return (B, 1), SIM_THREADS
+    parts = max(1, min(n_steps, 8192 // max(B, 1)))
+    return (B, parts), min(256, 32 * (-(-N // 32)))
+
+
 def _forward_launch(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
                     h_alpha, h_beta, h_c, o_alpha, o_beta, o_c,
                     theta, v_reset, dt, n_steps, alif, rho_b, tau_m_h, tau_b, b_incr,
@@ -657,8 +732,9 @@ def _forward_launch(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
                     sp_ptr, sp_idx, sp_imv, sp_b, sp_need, n_unstored, counts,
                     first_step, V_out_tr, I_out_tr, V_h_tr, I_h_tr, on_device=True,
                     alloc=None):
-    """Kernel arguments (device arrays, scalars, scratch), the outputs to copy back, and the
-    launch configuration (blocks, threads, stream, dynamic shared memory bytes).
+    """The kernels to run, in order, as (kernel, (blocks, threads, stream, dynamic shared
+    memory bytes), arguments), and the outputs to copy back: the input currents of every step
+    (``_input_current_kernel``), then the time loop (``_forward_kernel``).
     ``alloc(name, shape, dtype)`` gives the scratch arrays (default: new ones)."""
     if alloc is None:
         alloc = lambda name, shape, kind: _empty(shape, kind, on_device)   # noqa: E731
@@ -669,19 +745,23 @@ def _forward_launch(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
     d_in = [_device(a, on_device)[0]
             for a in (in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
                       h_alpha, h_beta, h_c, o_alpha, o_beta, o_c, tau_m_h)]
+    x_in = alloc("x_in", (B, int(n_steps), N), W_in.dtype)     # input current of every step
+    blocks, threads = _input_launch(B, int(n_steps), N)
+    inputs = (_input_current_kernel, (blocks, threads, 0, 0), d_in[:3] + [x_in])
     outputs = (sp_ptr, sp_idx, sp_imv, sp_b, sp_need, n_unstored, counts, first_step, V_out_tr,
                I_out_tr, V_h_tr, I_h_tr)
     d_out = [_device(a, on_device) for a in outputs]
     scalars = [float(theta), float(v_reset), float(dt), int(n_steps), bool(alif), float(rho_b),
                d_in[12], float(tau_b), float(b_incr), bool(out_spiking), float(p_drop),
                float(noise_amp), int(seed), int(n_max_spike), bool(keep_traces)]
-    head = d_in[:12] + scalars + [d for d, _ in d_out]
+    head = [x_in] + d_in[3:12] + scalars + [d for d, _ in d_out]
     T = (threads_per_block(U) if not on_device else
          _block_size(_forward_kernel, W_in.dtype, U, head + [np.empty((0, 0), np.int32)]))
     lists = (2 * L * N + U) * 4                   # bytes of the step's spike lists
     shared = lists <= SHARED_BYTES
     args = head + [alloc("f_lists", (0, 0) if shared else (B, lists // 4), np.int32)]
-    return args, list(zip(d_out, outputs)), (B, T, 0, lists if shared else 0)
+    loop = (_forward_kernel, (B, T, 0, lists if shared else 0), args)
+    return [inputs, loop], list(zip(d_out, outputs))
 
 
 def _backward_launch(in_ptr, in_ch, W_fwd, W_rec, W_out,
@@ -693,6 +773,8 @@ def _backward_launch(in_ptr, in_ch, W_fwd, W_rec, W_out,
                      train_tau, train_tau_out, V_h_tr, I_h_tr, V_out_tr, I_out_tr,
                      dW_in, dW_fwd, dW_rec, dW_out, dtau_m_h, dtau_s_h, dtau_m_o, dtau_s_o,
                      on_device=True, alloc=None):
+    """As ``_forward_launch``: the time loop (``_backward_kernel``), which keeps lambda_I of
+    layer 0 at every step, then the input weight gradients (``_input_gradient_kernel``)."""
     if alloc is None:
         alloc = lambda name, shape, kind: _empty(shape, kind, on_device)   # noqa: E731
     B = in_ptr.shape[0]
@@ -711,8 +793,9 @@ def _backward_launch(in_ptr, in_ch, W_fwd, W_rec, W_out,
     d_grads = [_device(a, on_device) for a in grads]
     scalars = [float(theta_jump), float(dt), int(n_steps), bool(alif), float(rho_b), float(tau_b),
                float(b_incr)]
-    head = (d_a + scalars + d_b + [bool(train_tau), bool(train_tau_out)] + d_c
-            + [d for d, _ in d_grads])
+    lam_I_in = alloc("x_in", (B, int(n_steps), N), dtype)   # lambda_I of layer 0 per step
+    head = ([lam_I_in] + d_a[2:] + scalars + d_b + [bool(train_tau), bool(train_tau_out)] + d_c
+            + [d for d, _ in d_grads[1:]])
     T = (threads_per_block(U) if not on_device else
          _block_size(_backward_kernel, dtype, U, head + [np.empty((0, 0), dtype)] * 6))
     post = (2 * U + T) * dtype.itemsize          # bytes of the postsynaptic adjoints + partial sums
@@ -723,7 +806,17 @@ def _backward_launch(in_ptr, in_ch, W_fwd, W_rec, W_out,
                alloc("b_accm", (B, U), dtype),               # per-sample dL/dtau_m
                alloc("b_accs", (B, U), dtype),               # per-sample dL/dtau_s
                alloc("b_post", (0, 0) if shared else (B, 2 * U + T), dtype)]
-    return head + scratch, list(zip(d_grads, grads)), (B, T, 0, post if shared else 0)
+    loop = (_backward_kernel, (B, T, 0, post if shared else 0), head + scratch)
+    blocks, threads = _input_launch(B, int(n_steps), N)
+    inputs = (_input_gradient_kernel, (blocks, threads, 0, 0),
+              d_a[:2] + [d_a[12], lam_I_in, d_grads[0][0]])
+    return [loop, inputs], list(zip(d_grads, grads))
+
+
+def _run(kernels):
+    """Launch the kernels of ``_forward_launch`` / ``_backward_launch`` in order."""
+    for kernel, launch, args in kernels:
+        kernel[launch](*args)
 
 
 def forward_batch(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
@@ -737,13 +830,13 @@ def forward_batch(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
     B = in_ptr.shape[0]
     if B == 0:
         return
-    kargs, back, launch = _forward_launch(
+    kernels, back = _forward_launch(
         in_ptr, in_ch, W_in, W_fwd, W_rec, W_out, h_alpha, h_beta, h_c, o_alpha, o_beta, o_c,
         theta, v_reset, dt, n_steps, alif, rho_b, tau_m_h, tau_b, b_incr,
         out_spiking, p_drop, noise_amp, seed, n_max_spike, keep_traces,
         sp_ptr, sp_idx, sp_imv, sp_b, sp_need, n_unstored, counts,
         first_step, V_out_tr, I_out_tr, V_h_tr, I_h_tr)
-    _forward_kernel[launch](*kargs)
+    _run(kernels)
     cuda.synchronize()
     for (d, copied), x in back:
         _copy_back(d, x, copied)
@@ -764,14 +857,14 @@ def backward_batch(in_ptr, in_ch, W_fwd, W_rec, W_out,
     B = in_ptr.shape[0]
     if B == 0:
         return
-    kargs, back, launch = _backward_launch(
+    kernels, back = _backward_launch(
         in_ptr, in_ch, W_fwd, W_rec, W_out, h_alpha, h_beta, h_d, o_alpha, o_beta, o_d,
         tau_m_h, tau_s_h, tau_m_o, tau_s_o, theta_jump, dt, n_steps, alif, rho_b, tau_b, b_incr,
         sp_ptr, sp_idx, sp_imv, sp_b, first_step,
         A_out, force_g, force_c, jump_step, jump_amount, fs_term, reg_jump,
         train_tau, train_tau_out, V_h_tr, I_h_tr, V_out_tr, I_out_tr,
         dW_in, dW_fwd, dW_rec, dW_out, dtau_m_h, dtau_s_h, dtau_m_o, dtau_s_o)
-    _backward_kernel[launch](*kargs)
+    _run(kernels)
     cuda.synchronize()
     for (d, copied), x in back:
         _copy_back(d, x, copied)
@@ -787,6 +880,55 @@ def _zero_kernel(x):
     stride = cuda.gridsize(1)
     for k in range(start, x.shape[0], stride):
         x[k] = 0
+
+
+@cuda.jit(cache=True)
+def _adam_kernel(theta, g, m, v, beta1, beta2, eps, eta, c1, c2):
+    """One Adam step on flat arrays, in their precision and in the host ``utils.Adam``'s order:
+    m <- b1 m + (1-b1) g, v <- b2 v + (1-b2) g^2, theta <- theta - eta (m/c1) / (sqrt(v/c2) + eps)
+    with c1 = 1 - b1^t, c2 = 1 - b2^t."""
+    real = theta.dtype.type
+    b1, b2 = real(beta1), real(beta2)
+    d1, d2 = real(1.0 - beta1), real(1.0 - beta2)
+    eps_r, eta_r, c1_r, c2_r = real(eps), real(eta), real(c1), real(c2)
+    start = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    for k in range(start, theta.shape[0], stride):
+        gk = g[k]
+        mk = m[k] * b1
+        mk = mk + d1 * gk
+        vk = v[k] * b2
+        vk = vk + d2 * gk * gk
+        m[k] = mk
+        v[k] = vk
+        theta[k] = theta[k] - eta_r * (mk / c1_r) / (math.sqrt(vk / c2_r) + eps_r)
+
+
+@cuda.jit(cache=True)
+def _time_constant_kernel(tau_m, tau_s, min_tau_m, min_tau_s, dt, alpha, beta, c, d):
+    """After an optimiser step of trained time constants (flat arrays): the lower bounds
+    tau_m >= min_tau_m, tau_s >= min_tau_s, then the per-step constants of
+    ``models.lif_coefficients`` (float64, cast to the arrays' precision, as on the host)."""
+    real = tau_m.dtype.type
+    start = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    for k in range(start, tau_m.shape[0], stride):
+        if tau_m[k] < real(min_tau_m):
+            tau_m[k] = real(min_tau_m)
+        if tau_s[k] < real(min_tau_s):
+            tau_s[k] = real(min_tau_s)
+        a, b_, c_, d_ = lif_coefficients(np.float64(tau_m[k]), np.float64(tau_s[k]), dt)
+        alpha[k] = real(a)
+        beta[k] = real(b_)
+        c[k] = real(c_)
+        d[k] = real(d_)
+
+
+def _flat_launch(size):
+    """(blocks, threads) of an elementwise kernel over ``size`` elements."""
+    if config.ENABLE_CUDASIM:
+        return 1, SIM_THREADS
+    return max(1, min(1024, -(-size // 256))), 256
 
 
 class _Phase:
@@ -822,7 +964,10 @@ class Workspace:
       accumulators and scratch are buffers. What must start at zero (spike counters, overflow
       counters, gradient sums, and the spike store when the caller reads it) is cleared on the
       device by ``_zero_kernel``; the kernels write every other element themselves.
-    * ``fetch(d)``: a new host copy of a device array. Only what the host needs comes back.
+    * ``put_inputs(batches)``: the inputs of several trials in one copy (views per trial).
+    * ``adam(...)``, ``time_constants(...)``: the optimiser step on device parameters.
+    * ``fetch(d)``: a new host copy of a device array; ``param_to_host(name, host)``: a
+      parameter (or moment) copied into a host array. Only what the host needs comes back.
     * ``phase(name)``: when ``profile`` is a dict, the seconds spent in the phase are added to
       ``profile[name]`` (synchronised timers: the GPU is idle at both ends of a phase).
 
@@ -942,6 +1087,61 @@ class Workspace:
         self._params[name] = (d, key)
         return d
 
+    def has_param(self, name, key):
+        """Whether ``param(name, ..., key)`` would find its upload with this key."""
+        entry = self._params.get(name)
+        return entry is not None and entry[1] is not None and _same_key(entry[1], key)
+
+    def param_to_host(self, name, host):
+        """Copy the device copy of parameter ``name`` into the host array ``host`` (in
+        place), e.g. after optimiser steps on the device."""
+        d = self._params[name][0]
+        if d.size:
+            if host.flags.c_contiguous:
+                d.copy_to_host(host)
+            else:
+                host[...] = d.copy_to_host()
+            self.stats["d2h_bytes"] += host.nbytes
+
+    def put_inputs(self, batches):
+        """Inputs of several trials, (in_ptr, in_ch) pairs in the layout of
+        ``SpikeData.batch``, copied to the device in one copy each for all pointers and all
+        channels. Returns the device (in_ptr, in_ch) of every trial: in_ptr is a view of that
+        trial's rows, offset to index the common channel array."""
+        n_rows = sum(p.shape[0] for p, _ in batches)
+        n_spikes = sum(len(c) for _, c in batches)
+        n_cols = batches[0][0].shape[1] if batches else 1
+        ptr = np.empty((n_rows, n_cols), dtype=np.int64)
+        ch = np.empty(max(n_spikes, 1), dtype=np.int32)
+        rows, row, base = [], 0, 0
+        for in_ptr, in_ch in batches:
+            np.add(in_ptr, base, out=ptr[row:row + in_ptr.shape[0]])
+            ch[base:base + len(in_ch)] = in_ch
+            rows.append((row, row + in_ptr.shape[0]))
+            row += in_ptr.shape[0]
+            base += len(in_ch)
+        d_ptr = self.put("inputs/in_ptr", ptr)
+        d_ch = self.put("inputs/in_ch", ch)
+        return [(d_ptr[r0:r1], d_ch) for r0, r1 in rows]
+
+    def adam(self, theta, g, m, v, beta1, beta2, eps, eta, c1, c2):
+        """``_adam_kernel`` on device arrays of one parameter (any shape, C-contiguous)."""
+        if theta.size:
+            blocks, threads = _flat_launch(theta.size)
+            flat = lambda x: x.reshape(x.size)   # noqa: E731
+            _adam_kernel[blocks, threads](flat(theta), flat(g), flat(m), flat(v), float(beta1),
+                                          float(beta2), float(eps), float(eta), float(c1),
+                                          float(c2))
+
+    def time_constants(self, tau_m, tau_s, min_tau_m, min_tau_s, dt, alpha, beta, c, d):
+        """``_time_constant_kernel`` on device arrays of one population."""
+        if tau_m.size:
+            blocks, threads = _flat_launch(tau_m.size)
+            flat = lambda x: x.reshape(x.size)   # noqa: E731
+            _time_constant_kernel[blocks, threads](
+                flat(tau_m), flat(tau_s), float(min_tau_m), float(min_tau_s), float(dt),
+                flat(alpha), flat(beta), flat(c), flat(d))
+
     def fetch(self, d):
         host = np.empty(d.shape, d.dtype)
         if d.size:
@@ -987,7 +1187,7 @@ class Workspace:
         self.clear_packed("counters")
         if clear_store:
             self.zero(out["sp_idx"], out["sp_imv"], out["sp_b"])
-        kargs, _, launch = _forward_launch(
+        kernels, _ = _forward_launch(
             in_ptr, in_ch, W_in, W_fwd, W_rec, W_out, h_alpha, h_beta, h_c, o_alpha, o_beta,
             o_c, theta, v_reset, dt, n_steps, alif, rho_b, tau_m_h, tau_b, b_incr,
             out_spiking, p_drop, noise_amp, seed, n_max_spike, keep_traces,
@@ -995,7 +1195,7 @@ class Workspace:
                                "counts", "first_step", "V_out_tr", "I_out_tr", "V_h_tr",
                                "I_h_tr")),
             alloc=self.buffer)
-        _forward_kernel[launch](*kargs)
+        _run(kernels)
         return out
 
     def backward(self, in_ptr, in_ch, W_fwd, W_rec, W_out,
@@ -1021,7 +1221,7 @@ class Workspace:
         self.clear_packed("grads")
         if B == 0:
             return grads
-        kargs, _, launch = _backward_launch(
+        kernels, _ = _backward_launch(
             in_ptr, in_ch, W_fwd, W_rec, W_out, h_alpha, h_beta, h_d, o_alpha, o_beta, o_d,
             tau_m_h, tau_s_h, tau_m_o, tau_s_o, theta_jump, dt, n_steps, alif, rho_b, tau_b,
             b_incr, sp_ptr, sp_idx, sp_imv, sp_b, first_step,
@@ -1030,7 +1230,7 @@ class Workspace:
             *(grads[k] for k in ("dW_in", "dW_fwd", "dW_rec", "dW_out", "dtau_m_h", "dtau_s_h",
                                  "dtau_m_o", "dtau_s_o")),
             alloc=self.buffer)
-        _backward_kernel[launch](*kargs)
+        _run(kernels)
         return grads
 
 
@@ -1056,12 +1256,14 @@ _NO_PHASE = _NoPhase()
 
 
 def compile_ptx(kernel, *args, cc=(9, 0)):
-    """PTX of the "forward" or "backward" kernel for the types of these (host) arguments, the
-    argument list of ``forward_batch`` / ``backward_batch``. Needs NVVM (a CUDA toolkit), not a
-    GPU: checks that the kernels type and compile for the device."""
-    launch, fn = {"forward": (_forward_launch, _forward_kernel),
-                  "backward": (_backward_launch, _backward_kernel)}[kernel]
-    kargs, _, _ = launch(*args, on_device=False)
-    signature = tuple(numba.typeof(a) for a in kargs)
-    ptx, _ = cuda.compile_ptx(fn.py_func, signature, cc=cc)
-    return ptx
+    """PTX of the kernels of the "forward" or "backward" pass (a list, in launch order) for the
+    types of these (host) arguments, the argument list of ``forward_batch`` / ``backward_batch``.
+    Needs NVVM (a CUDA toolkit), not a GPU: checks that the kernels type and compile for the
+    device."""
+    launch = {"forward": _forward_launch, "backward": _backward_launch}[kernel]
+    kernels, _ = launch(*args, on_device=False)
+    out = []
+    for fn, _, kargs in kernels:
+        signature = tuple(numba.typeof(a) for a in kargs)
+        out.append(cuda.compile_ptx(fn.py_func, signature, cc=cc)[0])
+    return out

@@ -107,6 +107,20 @@ def heterogeneous_taus(rng, mean, minimum, shape):
     return np.clip(rng.gamma(3.0, mean / 3.0, size=shape), minimum, 3.0 * mean)
 
 
+# parameter name -> key of its gradient in the backward pass's arguments
+GRADIENT_KEYS = (("w_input_hidden", "dW_in"), ("w_hidden_hidden_fwd", "dW_fwd"),
+                 ("w_hidden_hidden", "dW_rec"), ("w_hidden_output", "dW_out"),
+                 ("tau_m_hidden", "dtau_m_h"), ("tau_syn_hidden", "dtau_s_h"),
+                 ("tau_m_output", "dtau_m_o"), ("tau_syn_output", "dtau_s_o"))
+
+
+class HostTerms:
+    """What the host keeps of a loss evaluated on the GPU: predictions, losses, correct."""
+
+    def __init__(self, predictions, loss, correct):
+        self.predictions, self.loss, self.correct = predictions, loss, correct
+
+
 class TrialResult:
     """What one mini-batch produced: predictions, losses, spike counts, and (if learning) grads."""
 
@@ -166,17 +180,33 @@ class EventPropNetwork:
         self.engine = select_engine(backend, cuda_visible_devices, manual_gpu)
         self.rng = np.random.default_rng(seed)
         self._capacity = 16 * (n_layers * n_hidden + n_output)
-        self.params = self._initial_params(init or {}, tau_mem, tau_syn)
+        self._params = self._initial_params(init or {}, tau_mem, tau_syn)
         # GPU backend: parameters live on the device between trials. With
         # ``track_param_changes`` False (default) the weights are uploaded before every trial,
         # so changes made in place are always seen. A caller that calls ``params_changed()``
         # after every in-place change (optimiser step, rewiring) sets it True, and the weights
         # are uploaded only after such a call. (Time constants are small: they are compared
         # with the uploaded values every trial.)
+        # ``adam_step`` on the GPU updates the device copies; the names it changed are listed
+        # here until ``params`` copies them back.
         self.track_param_changes = False
         self._params_version = 0
         self._gpu = None            # (engine, its Workspace)
+        self._device_newer = set()
+        self._device_grads = None   # device gradients of the last learning trial, by name
         self._coeff_cache = {}
+
+    @property
+    def params(self):
+        """The parameters by name (host arrays). On the GPU, values that optimiser steps
+        changed on the device are copied back (into the same arrays) first."""
+        self._sync_params()
+        return self._params
+
+    @property
+    def on_gpu(self):
+        """True when trials run on the GPU backend (through a device Workspace)."""
+        return hasattr(self.engine, "Workspace")
 
     # ------------------------------------------------------------------------------------------
     def _initial_params(self, init, tau_mem, tau_syn):
@@ -225,7 +255,70 @@ class EventPropNetwork:
         """Say that parameters were changed in place (after an optimiser step, rewiring, ...).
         The GPU backend then uploads them before the next trial; see ``track_param_changes``.
         Replacing an array of ``params``, ``set_params`` and ``clip_taus`` need no call."""
+        self._sync_params()          # an upload must never overwrite newer device values
         self._params_version += 1
+
+    def _sync_params(self):
+        """Copy the parameters that optimiser steps changed on the GPU into the host arrays."""
+        if self._device_newer:
+            ws = self._workspace()
+            for name in self._device_newer:
+                ws.param_to_host(name, self._params[name])
+            self._device_newer = set()
+
+    # --- optimiser ----------------------------------------------------------------------------
+    def adam_step(self, adam, eta, names, grads=None):
+        """One Adam step (``utils.Adam``) of the parameters ``names`` with the gradients of the
+        last learning trial, then the lower bounds of trained time constants.
+
+        CPU: ``adam.step(params, grads, ...)`` on the host. GPU: on the device, with the
+        gradients, moments and parameters that stay there (``grads`` is not used; the last
+        trial may be run with ``fetch_grads=False``); the new time constants' per-step
+        constants are computed there too. The moments in ``adam.m`` / ``adam.v`` are uploaded
+        when they are not the arrays of the last upload (a new run, a loaded checkpoint) and
+        copied back by ``download_optimiser``; ``adam.t`` counts on the host."""
+        if not self.on_gpu:
+            adam.step(self.params, grads, eta, names)
+            if any(k.startswith("tau") for k in names):
+                self.clip_taus()
+            self.params_changed()
+            return
+        ws = self._workspace()
+        self.track_param_changes = True       # the device copies are the current values
+        d = self._device_params(ws)
+        adam.t += 1
+        c1 = 1.0 - adam.beta1 ** adam.t
+        c2 = 1.0 - adam.beta2 ** adam.t
+        g = self._device_grads
+        if g is None:
+            raise RuntimeError("adam_step on the GPU needs a learning trial first")
+        for name in names:
+            if name not in adam.m:
+                adam.m[name] = np.zeros_like(self._params[name])
+                adam.v[name] = np.zeros_like(self._params[name])
+            m = ws.param(f"adam_m/{name}", adam.m[name], adam.m[name])
+            v = ws.param(f"adam_v/{name}", adam.v[name], adam.v[name])
+            ws.adam(d[name], g[name], m, v, adam.beta1, adam.beta2, adam.eps, eta, c1, c2)
+            self._device_newer.add(name)
+        for which, pop in (("h", "hidden"), ("o", "output")):
+            if f"tau_m_{pop}" in names or f"tau_syn_{pop}" in names:
+                ws.time_constants(d[f"tau_m_{pop}"], d[f"tau_syn_{pop}"], self.min_tau_m,
+                                  self.min_tau_syn, self.dt,
+                                  *(d[f"{which}_{k}"] for k in ("alpha", "beta", "c", "d")))
+                self._device_newer.update((f"tau_m_{pop}", f"tau_syn_{pop}"))
+
+    def download_optimiser(self, adam):
+        """GPU: copy the parameters and the Adam moments of ``adam_step`` back into the host
+        arrays (``params``, ``adam.m``, ``adam.v``), e.g. at the end of an epoch, before a
+        checkpoint. CPU: nothing to do."""
+        if not self.on_gpu:
+            return
+        self._sync_params()
+        ws = self._workspace()
+        for moments, prefix in ((adam.m, "adam_m/"), (adam.v, "adam_v/")):
+            for name, host in moments.items():
+                if ws.has_param(prefix + name, host):
+                    ws.param_to_host(prefix + name, host)
 
     def clip_taus(self):
         """Lower bounds of trained time constants (applied after every optimiser step)."""
@@ -242,9 +335,9 @@ class EventPropNetwork:
         return [coeff[:, k].reshape(tau_m.shape).astype(self.dtype) for k in range(4)]
 
     # ------------------------------------------------------------------------------------------
-    def run_batch(self, in_ptr, in_ch, labels, learn, train_mode=None, p_drop_hidden=0.0,
-                  noise=0.0, seed=0, keep_spikes=False, keep_hidden_traces=False,
-                  keep_output_current=True):
+    def run_batch(self, in_ptr, in_ch, labels, learn, p_drop_hidden=0.0, noise=0.0, seed=0,
+                  keep_spikes=False, keep_hidden_traces=False, keep_output_traces=True,
+                  device_inputs=None, fetch_grads=True):
         """Forward pass of one mini-batch (only its real samples; the 1/B factors use the nominal
         batch size), loss, and, if ``learn``, the backward pass.
 
@@ -252,15 +345,20 @@ class EventPropNetwork:
         labels (B,): class of each sample. ``p_drop_hidden`` and ``noise`` act in the forward pass
         (pass 0 for evaluation). ``seed`` makes dropout/noise draws of this trial reproducible.
         ``keep_spikes`` returns the stored spikes, ``keep_hidden_traces`` the hidden V and I of
-        every step (for recordings). On the GPU backend, ``keep_output_current`` False leaves the
-        output current trace on the device (``I_out`` is then (B, 0, C)), and the hidden traces
-        come back only with ``keep_hidden_traces``.
+        every step (for recordings).
+
+        On the GPU backend only what is asked for comes back: the output traces V_out, I_out
+        with ``keep_output_traces`` (else they are (B, 0, C)), the hidden traces with
+        ``keep_hidden_traces``, the gradients with ``fetch_grads`` (else ``grads`` is None and
+        they stay on the device for ``adam_step``). ``device_inputs``: the trial's inputs
+        already on the device (from ``upload_inputs``); in_ptr and in_ch are then the same
+        inputs on the host. The CPU backend ignores these three.
         Returns a ``TrialResult``; ``grads`` is None unless ``learn``.
         """
-        if hasattr(self.engine, "Workspace"):
+        if self.on_gpu:
             return self._run_batch_device(in_ptr, in_ch, labels, learn, p_drop_hidden, noise,
                                           seed, keep_spikes, keep_hidden_traces,
-                                          keep_output_current)
+                                          keep_output_traces, device_inputs, fetch_grads)
         p, dt, dtype = self.params, self.dt, self.dtype
         L, N, C, n_steps = self.n_layers, self.n_hidden, self.n_output, self.n_steps
         B = in_ptr.shape[0]
@@ -353,7 +451,7 @@ class EventPropNetwork:
     def _device_params(self, ws):
         """Device copies of the parameters and of the neuron coefficients (uploaded only when
         needed, see ``track_param_changes``)."""
-        p = self.params
+        p = self._params                # not ``params``: the device copies may be newer
         d = {}
         for name in ("w_input_hidden", "w_hidden_hidden_fwd", "w_hidden_hidden",
                      "w_hidden_output"):
@@ -368,14 +466,25 @@ class EventPropNetwork:
                 d[f"{which}_{name}"] = ws.param(f"{which}_{name}", value, key)
         return d
 
+    def upload_inputs(self, batches):
+        """GPU: the inputs of several trials ((in_ptr, in_ch) pairs) copied to the device at
+        once; returns each trial's ``device_inputs`` for ``run_batch``. CPU: None for each."""
+        if not self.on_gpu:
+            return [None] * len(batches)
+        ws = self._workspace()
+        with ws.phase("upload"):
+            return ws.put_inputs([(np.ascontiguousarray(p, dtype=np.int64),
+                                   np.ascontiguousarray(c, dtype=np.int32)) for p, c in batches])
+
     def _run_batch_device(self, in_ptr, in_ch, labels, learn, p_drop_hidden, noise, seed,
-                          keep_spikes, keep_hidden_traces, keep_output_current):
-        """``run_batch`` on the GPU: weights, inputs, spike store, traces and gradients are
-        device arrays of the network's Workspace, reused from trial to trial. Copied to the
-        device each trial: the inputs, the loss terms, and parameters that changed. Copied
-        back: what the loss and the caller need (V_out, first spikes, counts, the spike store
-        size and overflow counters; the gradients when learning, in one copy; I_out, spikes and
-        hidden traces when asked for)."""
+                          keep_spikes, keep_hidden_traces, keep_output_traces, device_inputs,
+                          fetch_grads):
+        """``run_batch`` on the GPU: weights, inputs, spike store, traces, loss terms and
+        gradients are device arrays of the network's Workspace, reused from trial to trial.
+        Copied to the device each trial: the labels, the regularisation jumps, parameters that
+        the host changed, and the inputs unless ``device_inputs`` has them. Copied back: the
+        per-sample counters (spike store size, overflow, first output spikes), the spike counts,
+        and the loss and prediction of every sample; the rest only when asked for."""
         ws = self._workspace()
         dt, dtype = self.dt, self.dtype
         L, N, C, n_steps = self.n_layers, self.n_hidden, self.n_output, self.n_steps
@@ -384,12 +493,14 @@ class EventPropNetwork:
         alif = self.hidden_type == "ALIF"
         rho_b = math.exp(-dt / self.tau_b)
         keep_traces = (learn and self.train_tau) or keep_hidden_traces
-        in_ptr = np.ascontiguousarray(in_ptr, dtype=np.int64)
-        in_ch = np.ascontiguousarray(in_ch, dtype=np.int32)
         with ws.phase("upload"):
             d = self._device_params(ws)
-            d_in_ptr = ws.put("in_ptr", in_ptr)
-            d_in_ch = ws.put("in_ch", in_ch)
+            if device_inputs is None:
+                d_in_ptr = ws.put("in_ptr", np.ascontiguousarray(in_ptr, dtype=np.int64))
+                d_in_ch = ws.put("in_ch", np.ascontiguousarray(in_ch, dtype=np.int32))
+            else:
+                d_in_ptr, d_in_ch = device_inputs
+            d_labels = ws.put("labels", labels)
         while True:
             cap = self._capacity
             with ws.phase("forward"):
@@ -406,12 +517,14 @@ class EventPropNetwork:
             if need <= cap:
                 break
             self._capacity = int(need * 1.25) + 16   # grow the spike store and run again
+        with ws.phase("loss"):
+            terms, d_terms = self._device_loss(ws, out, d, d_in_ptr, d_labels, labels, learn)
         with ws.phase("download"):
             counts = ws.fetch(out["counts"])
             n_unstored, first_step = counters["n_unstored"], counters["first_step"]
-            V_out_tr = ws.fetch(out["V_out_tr"])
-            I_out_tr = (ws.fetch(out["I_out_tr"]) if keep_output_current
-                        else np.zeros((B, 0, C), dtype=dtype))
+            empty = np.zeros((B, 0, C), dtype=dtype)
+            V_out_tr = ws.fetch(out["V_out_tr"]) if keep_output_traces else empty
+            I_out_tr = ws.fetch(out["I_out_tr"]) if keep_output_traces else empty
             if keep_hidden_traces:
                 V_h_tr, I_h_tr = ws.fetch(out["V_h_tr"]), ws.fetch(out["I_h_tr"])
             else:
@@ -422,18 +535,12 @@ class EventPropNetwork:
                           ws.fetch(out["sp_imv"]))
         hidden_counts = counts[:, :L * N].reshape(B, L, N)
         output_counts = counts[:, L * N:]
-        with ws.phase("loss"):
-            terms = self._loss_terms(in_ptr, V_out_tr, first_step, labels, learn)
         grads = None
         if learn:
             with ws.phase("loss"):
                 reg_jump = self._regularisation_jumps(hidden_counts)
             with ws.phase("upload"):
-                t = {name: ws.put(name, value) for name, value in (
-                    ("A_out", terms.A_out), ("force_g", terms.force_g),
-                    ("force_c", terms.force_c), ("jump_step", terms.jump_step),
-                    ("jump_amount", terms.jump_amount), ("fs_term", terms.fs_term),
-                    ("reg_jump", reg_jump))}
+                d_reg_jump = ws.put("reg_jump", reg_jump)
             with ws.phase("backward"):
                 g = ws.backward(
                     d_in_ptr, d_in_ch, d["w_hidden_hidden_fwd"], d["w_hidden_hidden"],
@@ -441,19 +548,30 @@ class EventPropNetwork:
                     d["o_beta"], d["o_d"], d["tau_m_hidden"], d["tau_syn_hidden"],
                     d["tau_m_output"], d["tau_syn_output"], self.v_thresh - self.v_reset, dt,
                     n_steps, alif, rho_b, self.tau_b, self.b_incr, out["sp_ptr"],
-                    out["sp_idx"], out["sp_imv"], out["sp_b"], out["first_step"], t["A_out"],
-                    t["force_g"], t["force_c"], t["jump_step"], t["jump_amount"], t["fs_term"],
-                    t["reg_jump"], self.train_tau, self.train_tau_output, out["V_h_tr"],
-                    out["I_h_tr"], out["V_out_tr"], out["I_out_tr"], n_input=self.n_input)
-            with ws.phase("download"):
-                g = ws.fetch_parts("grads")       # all gradients in one copy
-                grads = {name: g[key][0] for name, key in (
-                    ("w_input_hidden", "dW_in"), ("w_hidden_hidden_fwd", "dW_fwd"),
-                    ("w_hidden_hidden", "dW_rec"), ("w_hidden_output", "dW_out"),
-                    ("tau_m_hidden", "dtau_m_h"), ("tau_syn_hidden", "dtau_s_h"),
-                    ("tau_m_output", "dtau_m_o"), ("tau_syn_output", "dtau_s_o"))}
+                    out["sp_idx"], out["sp_imv"], out["sp_b"], out["first_step"],
+                    d_terms.A_out, d_terms.force_g, d_terms.force_c, d_terms.jump_step,
+                    d_terms.jump_amount, d_terms.fs_term, d_reg_jump, self.train_tau,
+                    self.train_tau_output, out["V_h_tr"], out["I_h_tr"], out["V_out_tr"],
+                    out["I_out_tr"], n_input=self.n_input)
+            self._device_grads = {name: g[key][0] for name, key in GRADIENT_KEYS}
+            if fetch_grads:
+                with ws.phase("download"):
+                    host = ws.fetch_parts("grads")       # all gradients in one copy
+                    grads = {name: host[key][0] for name, key in GRADIENT_KEYS}
         return TrialResult(terms, (hidden_counts, output_counts), n_unstored, grads, first_step,
                            (V_out_tr, I_out_tr, V_h_tr, I_h_tr), spikes)
+
+    def _device_loss(self, ws, out, d, d_in_ptr, d_labels, labels, learn):
+        """The loss on the device (``losses_cuda``): (the host part: predictions, loss,
+        correct; the device terms of the backward pass)."""
+        import losses_cuda
+        d_terms, summary = losses_cuda.output_terms_device(
+            ws.buffer, self.loss_type, out["V_out_tr"], out["first_step"], d_labels, self.dt,
+            self.trial_ms, d["tau_m_output"], self.n_batch, tau_0=self.tau_0, tau_1=self.tau_1,
+            alpha=self.alpha, in_ptr=d_in_ptr, tau_accumulator=self.tau_accumulator,
+            need_backward=learn)
+        predictions, loss, correct = losses_cuda.finish(ws.fetch(summary), labels)
+        return HostTerms(predictions, loss, correct), d_terms
 
     def _backward(self, in_ptr, in_ch, h_alpha, h_beta, h_d, o_alpha, o_beta, o_d, alif, rho_b,
                   sp_ptr, sp_idx, sp_imv, sp_b, first_step, terms, reg_jump,

@@ -13,6 +13,8 @@ from utils import Adam, Timer, save_npy
 PROJECTIONS = {"in_to_hid": "w_input_hidden", "hid_to_hidfwd": "w_hidden_hidden_fwd",
                "hid_to_hid": "w_hidden_hidden", "hid_to_out": "w_hidden_output"}
 POPULATIONS = ("input", "hidden", "output")
+# trials whose inputs are packed and copied to the GPU together (the CPU packs one at a time)
+INPUT_BLOCK = 64
 
 
 class EpochStats:
@@ -278,7 +280,11 @@ class Trainer:
         trial, numbered from ``first_trial``; with ``learn``, one Adam step after each trial with
         rate ``rate`` (a number, or a function returning the current rate). Dropout and noise act
         only when learning. ``on_trial(trial, stats)`` is called after each trial. Returns
-        ``EpochStats``."""
+        ``EpochStats``.
+
+        On the GPU the inputs of INPUT_BLOCK trials at a time are packed on the host and copied
+        to the device at once (each spike once per epoch), the Adam steps run on the device, and
+        the weights and moments come back at the end of the epoch."""
         net = self.net
         net.params_changed()     # whatever changed between epochs (rewiring, loading) goes up
         B = net.n_batch
@@ -287,10 +293,17 @@ class Trainer:
         timer = Timer()
         bar = tqdm(range(n_trials), desc=desc, disable=not progress, leave=False,
                    dynamic_ncols=True)
+        block = INPUT_BLOCK if net.on_gpu else 1
+        inputs = {}
         for k in bar:
             trial = first_trial + k
+            if k not in inputs:          # pack (and on the GPU upload) the next block of trials
+                ks = range(k, min(k + block, n_trials))
+                batches = [data.batch(order[i * B:(i + 1) * B],
+                                      p_drop=p_drop_input if learn else 0.0, rng=rng) for i in ks]
+                inputs = dict(zip(ks, zip(batches, net.upload_inputs(batches))))
+            (in_ptr, in_ch), device_inputs = inputs.pop(k)
             idx = order[k * B:(k + 1) * B]
-            in_ptr, in_ch = data.batch(idx, p_drop=p_drop_input if learn else 0.0, rng=rng)
             labels = data.labels[idx]
             kinds = recorder.wants(epoch, trial) if recorder is not None else set()
             result = net.run_batch(in_ptr, in_ch, labels, learn=learn,
@@ -300,13 +313,11 @@ class Trainer:
                                    keep_spikes="spikes" in kinds,
                                    keep_hidden_traces=bool(kinds) and
                                    recorder.needs_hidden_traces(kinds),
-                                   keep_output_current="neurons" in kinds)
+                                   keep_output_traces="neurons" in kinds,
+                                   device_inputs=device_inputs, fetch_grads=not net.on_gpu)
             if learn:
-                self.adam.step(net.params, result.grads, rate() if callable(rate) else rate,
-                               self.trainable)
-                if any(k.startswith("tau") for k in self.trainable):
-                    net.clip_taus()
-                net.params_changed()
+                net.adam_step(self.adam, rate() if callable(rate) else rate, self.trainable,
+                              result.grads)
                 self.n_updates += 1
             if kinds:
                 recorder.record(net, result, in_ptr, in_ch, labels, kinds)
@@ -315,5 +326,7 @@ class Trainer:
                 on_trial(trial, stats)
             if progress:
                 bar.set_postfix(acc=f"{stats.accuracy:.3f}", loss=f"{stats.mean_loss:.4f}")
+        if learn:
+            net.download_optimiser(self.adam)
         stats.seconds = timer()
         return stats

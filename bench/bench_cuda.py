@@ -1,11 +1,11 @@
 """Time the CUDA engine (BACKEND "cuda") on the SHD-shaped workload of bench_engine.py.
 
 Workload: 700 Poisson inputs firing with probability 1 % per step, 1400 steps of 1 ms, N LIF
-hidden neurons (recurrent or not), 20 LI outputs, loss sum_weigh_exp, SHD's initialisation; every
-batch is packed from a pool of 256 synthetic samples, run forward and backward, and followed by
-one Adam step on the host, as ``Trainer.run_epoch`` does it. The network tracks parameter changes
-(``track_param_changes`` with ``params_changed()`` after Adam) and leaves the output current on
-the device (``keep_output_current=False``), as the Trainer is meant to.
+hidden neurons (recurrent or not), 20 LI outputs, loss sum_weigh_exp, SHD's initialisation; the
+batches are packed on the host from a pool of 256 synthetic samples and copied to the device all
+at once, then each is run forward and backward and followed by one Adam step, all on the device,
+as ``Trainer.run_epoch`` does it: only the counters, spike counts and per-sample losses come
+back (``keep_output_traces=False``, ``fetch_grads=False``, ``adam_step``).
 
 Configurations: N = 256 and 1024, feed-forward and recurrent, B = 32 and 256 (B = 32 first;
 configurations that would start after ``--budget`` seconds are skipped). For each: the first
@@ -14,7 +14,8 @@ pays it), the median time per batch, the implied time per epoch of 7644 training
 GPU memory the run added (the driver's used memory, numba's ``get_memory_info``) and the
 Workspace's own buffers, and the hidden spikes per sample. ``--profile`` adds a breakdown per
 batch from separate batches with synchronised timers: forward and backward kernels, uploads,
-downloads, the host-side loss, and the rest of the host work (packing the batch, Adam).
+downloads, the loss, the rest (Adam, host work), and the packing and upload of the inputs
+(timed for all batches at once, per batch; it is part of the time per batch).
 
     python bench/bench_cuda.py [--profile] [--write]
     NUMBA_ENABLE_CUDASIM=1 python bench/bench_cuda.py --quick --profile   (tiny, simulator)
@@ -47,17 +48,18 @@ TABLE = """## CUDA engine: forward + backward on an SHD-shaped workload (GPU)
 
 `python bench/bench_cuda.py [--profile] --write`: the workload of the CPU engine table on
 `BACKEND = "cuda"`, N = 256 and 1024 hidden neurons, feed-forward and recurrent, B = 32 and 256.
-Per batch: packing the batch on the host, forward and backward on the GPU, one Adam step on the
-host (weights uploaded once per batch). "s / epoch" scales the median time per batch to 7644
-training samples. "first call" is the first `run_batch` of the configuration (the first row of
-a run includes compiling the kernels, unless numba's cache has them). "GPU MB": device memory
-the run added (driver), in brackets the engine's own buffers. Profile (ms per batch, separate
-batches with synchronised timers): forward kernel / backward kernel / uploads / downloads /
-host-side loss / other host work (batch packing, Adam).
+Per batch, as `Trainer.run_epoch` runs it: forward and backward pass, loss and Adam step on the
+GPU, the inputs packed on the host and copied to the device for all timed batches at once (that
+cost, per batch, is included). "s / epoch" scales the time per batch (median of the trials plus
+the inputs' share) to 7644 training samples. "first call" is the first `run_batch` of the
+configuration (the first row of a run includes compiling the kernels, unless numba's cache has
+them). "GPU MB": device memory the run added (driver), in brackets the engine's own buffers.
+Profile (ms per batch, separate batches with synchronised timers): forward kernels / backward
+kernels / uploads / downloads / loss / other (Adam, host work) / inputs (packing and upload).
 
 Targets (B = 32, one H100): <= 0.8 s per epoch at 256 hidden, <= 1.9 s at 1024.
 
-| date | GPU | configuration | ms / batch | s / epoch | first call (s) | GPU MB | hidden spikes / sample | profile: fwd / bwd / up / down / loss / other (ms) |
+| date | GPU | configuration | ms / batch | s / epoch | first call (s) | GPU MB | hidden spikes / sample | profile: fwd / bwd / up / down / loss / other / inputs (ms) |
 |---|---|---|---|---|---|---|---|---|
 """ + ROWS_MARKER + "\n"
 PHASES = ("forward", "backward", "upload", "download", "loss")
@@ -110,17 +112,33 @@ class Run:
         self.names = ["w_input_hidden", "w_hidden_output"] + (["w_hidden_hidden"] if recurrent
                                                               else [])
         self.k = 0
+        self.pending = []
+
+    def prepare(self, n):
+        """Pack the next n batches on the host and copy them to the device at once, as
+        ``Trainer.run_epoch`` does; returns the seconds this took per batch."""
+        t0 = time.perf_counter()
+        size = len(self.data.labels)
+        todo = []
+        for _ in range(n):
+            idx = (np.arange(self.batch) + self.k * self.batch) % size
+            self.k += 1
+            todo.append((idx, self.data.batch(idx)))
+        uploaded = self.net.upload_inputs([b for _, b in todo])
+        self.pending += [(idx, b, d) for (idx, b), d in zip(todo, uploaded)]
+        cuda.synchronize()
+        return (time.perf_counter() - t0) / n
 
     def step(self):
-        """One trial as the Trainer runs it; returns its result."""
-        n = len(self.data.labels)
-        idx = (np.arange(self.batch) + self.k * self.batch) % n
-        self.k += 1
-        in_ptr, in_ch = self.data.batch(idx)
+        """One trial as the Trainer runs it on the GPU (inputs already on the device, loss and
+        Adam there too); returns its result."""
+        if not self.pending:
+            self.prepare(1)
+        idx, (in_ptr, in_ch), device_inputs = self.pending.pop(0)
         result = self.net.run_batch(in_ptr, in_ch, self.data.labels[idx], learn=True,
-                                    keep_output_current=False)
-        self.adam.step(self.net.params, result.grads, 1e-4, self.names)
-        self.net.params_changed()
+                                    keep_output_traces=False, device_inputs=device_inputs,
+                                    fetch_grads=False)
+        self.net.adam_step(self.adam, 1e-4, self.names)
         return result
 
 
@@ -135,6 +153,7 @@ def bench_config(data, n_in, hidden, recurrent, batch, steps, seconds, min_batch
     cuda.synchronize()
     first = time.perf_counter() - t0
     used = [used_bytes()]
+    inputs = run.prepare(max_batches + profile_batches)   # seconds per batch
     times = []
     start = time.perf_counter()
     while len(times) < max_batches and (len(times) < min_batches
@@ -157,8 +176,9 @@ def bench_config(data, n_in, hidden, recurrent, batch, steps, seconds, min_batch
             total += time.perf_counter() - t0
         profile = {k: ws.profile.get(k, 0.0) / profile_batches for k in PHASES}
         profile["other"] = total / profile_batches - sum(profile.values())
+        profile["inputs"] = inputs
         ws.profile = None
-    per_batch = float(np.median(times))
+    per_batch = float(np.median(times)) + inputs
     gpu_mb = None if used0 is None or None in used else (max(used) - used0) / 2 ** 20
     out = {"config": f"{hidden} LIF{' recurrent' if recurrent else ''}, B={batch}, "
                      f"{steps} steps, {engine_cuda.threads_per_block(hidden + 20)} threads",
@@ -174,7 +194,7 @@ def fmt_row(r, date, gpu):
     mem = (f"{r['gpu_mb']:.0f} ({r['ws_mb']:.0f})" if r["gpu_mb"] is not None
            else f"- ({r['ws_mb']:.1f})")
     prof = ("—" if r["profile"] is None else
-            " / ".join(f"{r['profile'][k] * 1e3:.2f}" for k in PHASES + ("other",)))
+            " / ".join(f"{r['profile'][k] * 1e3:.2f}" for k in PHASES + ("other", "inputs")))
     return (f"| {date} | {gpu} | {r['config']} | {r['per_batch'] * 1e3:.2f} | "
             f"{r['per_epoch']:.2f} | {r['first']:.1f} | {mem} | {r['spikes']:.0f} | {prof} |\n")
 
@@ -249,7 +269,8 @@ def main(argv=None):
     rows, results = [], []
     header = (f"{'configuration':<46} {'ms/batch':>9} {'s/epoch':>8} {'first s':>8} "
               f"{'GPU MB (own)':>14} {'spikes':>7} {'n':>3}")
-    print(header + ("   profile ms: fwd / bwd / up / down / loss / other" if args.profile
+    print(header + ("   profile ms: fwd / bwd / up / down / loss / other / inputs"
+                    if args.profile
                     else ""), flush=True)
     for batch in args.batch:
         for hidden in args.hidden:
@@ -271,7 +292,7 @@ def main(argv=None):
                         f"{r['spikes']:>7.0f} {r['batches']:>3}")
                 if r["profile"] is not None:
                     line += "   " + " / ".join(f"{r['profile'][k] * 1e3:.2f}"
-                                               for k in PHASES + ("other",))
+                                               for k in PHASES + ("other", "inputs"))
                 print(line, flush=True)
     for r in results:
         target = {256: 0.8, 1024: 1.9}.get(r["hidden"])
@@ -280,7 +301,8 @@ def main(argv=None):
             print(f"{r['config']}: {r['per_epoch']:.2f} s per epoch {verdict} the target "
                   f"{target} s")
     if not config.ENABLE_CUDASIM:
-        for name in ("_forward_kernel", "_backward_kernel"):
+        for name in ("_input_current_kernel", "_forward_kernel", "_backward_kernel",
+                     "_input_gradient_kernel"):
             regs = getattr(engine_cuda, name).get_regs_per_thread()
             print(f"{name}: registers per thread {sorted(set(regs.values()))}")
     print(f"total {time.perf_counter() - start:.0f} s")

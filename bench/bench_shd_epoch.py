@@ -101,6 +101,7 @@ def make_model(data, speakers):
     model.test_data, model.valid_data = data.subset(np.arange(0)), None
     model.n_classes = N_CLASSES
     model._data_key = "synthetic"
+    model.manual_GPU = None
     model._load_data = lambda p: None
     return model
 

@@ -363,10 +363,11 @@ def test_device_resident_trials_equal_cpu():
         allocations.append(gpu._gpu[1].stats["allocations"])
     assert sum(u > 0 for u in unstored) >= 4               # spikes beyond N_MAX_SPIKE
     # the second trial allocates nothing, the smaller batch only its per-sample counters (the
-    # other buffers: views), the evaluation trials after the store grew nothing but the empty
-    # hidden traces (first trial without them)
+    # other buffers: views), the first evaluation trial only the empty loss terms of a trial
+    # without backward pass, the next ones nothing but the empty hidden traces (the first trial
+    # without them)
     assert allocations[0] == allocations[1] == allocations[2] - 1
-    assert allocations[3] == allocations[4]
+    assert allocations[3] == allocations[4] - 1
     assert allocations[5] == allocations[6]
 
 
@@ -392,7 +393,8 @@ def test_device_parameters_uploaded_only_when_changed():
     before = dict(ws.stats)
     r0 = run(gpu)
     assert ws.stats["param_uploads"] == before["param_uploads"]  # nothing changed: no upload
-    assert ws.stats["h2d_bytes"] - before["h2d_bytes"] == in_ptr.nbytes + in_ch.nbytes
+    assert (ws.stats["h2d_bytes"] - before["h2d_bytes"]
+            == in_ptr.nbytes + in_ch.nbytes + data.labels.nbytes)
 
     for net in (gpu, cpu):
         net.params["w_input_hidden"] *= np.float32(1.5)          # in place
@@ -414,8 +416,10 @@ def test_device_parameters_uploaded_only_when_changed():
 
 @needs_cuda
 def test_device_copies_back_only_what_is_needed():
-    """Evaluation without recordings copies back V_out, first spikes, counts and the two
-    per-sample counters; learning adds the gradients (all of them, in one copy)."""
+    """Evaluation without recordings copies back the two per-sample counters, the first
+    spikes, the spike counts and each sample's loss and prediction (not V_out: the loss runs on
+    the device); learning adds the gradients (all of them, in one copy) unless fetch_grads is
+    False; keep_output_traces brings V_out and I_out."""
     data = make_data(30, seed=3, n_spikes=30)
     in_ptr, in_ch = data.batch(np.arange(BATCH))
     net = cuda_net("sum_weigh_exp", np.float32, train_tau=True)
@@ -423,17 +427,194 @@ def test_device_copies_back_only_what_is_needed():
     B = BATCH
     net.run_batch(in_ptr, in_ch, data.labels, learn=True)
     ws = net._gpu[1]
-    base = B * 8 * 2 + B * (L * N + C) * 4 + B * C * 8 + B * (T + 1) * C * 4
+    base = B * 8 * 2 + B * (L * N + C) * 4 + B * C * 8 + B * 2 * 8
     start = ws.stats["d2h_bytes"]
-    r = net.run_batch(in_ptr, in_ch, data.labels, learn=False, keep_output_current=False)
+    r = net.run_batch(in_ptr, in_ch, data.labels, learn=False, keep_output_traces=False)
     assert ws.stats["d2h_bytes"] - start == base
-    assert r.I_out.shape == (B, 0, C) and r.V_hidden.size == 0 and r.spikes is None
+    assert r.V_out.shape == r.I_out.shape == (B, 0, C)
+    assert r.V_hidden.size == 0 and r.spikes is None
     start = ws.stats["d2h_bytes"]
-    r = net.run_batch(in_ptr, in_ch, data.labels, learn=True, keep_output_current=False)
+    r = net.run_batch(in_ptr, in_ch, data.labels, learn=True, keep_output_traces=False)
     params = sum(v.nbytes for v in net.params.values())       # all gradients, one copy
     assert ws.stats["d2h_bytes"] - start == base + params
     assert r.V_hidden.size == 0                 # the traces of the tau gradient stayed there
     assert r.grads["tau_m_hidden"].any() and not r.grads["tau_m_output"].any()
+    start = ws.stats["d2h_bytes"]
+    r = net.run_batch(in_ptr, in_ch, data.labels, learn=True, fetch_grads=False)
+    assert ws.stats["d2h_bytes"] - start == base + B * ((T + 1) + T) * C * 4
+    assert r.grads is None and r.V_out.shape == (B, T + 1, C)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_device_adam_equals_host_adam(dtype):
+    """Workspace.adam (the Adam kernel) against utils.Adam on the same gradients, over three
+    steps with different gradients; and the time-constant kernel (lower bounds, then the
+    per-step constants) against clip_taus and the host's lif_coefficients."""
+    from utils import Adam
+    rng = np.random.default_rng(4)
+    shape = (5, 7)
+    host_theta = rng.normal(0, 1, shape).astype(dtype)
+    ws = engine_cuda.Workspace()
+    d_theta = ws.param("theta", host_theta.copy())
+    d_m = ws.param("m", np.zeros(shape, dtype))
+    d_v = ws.param("v", np.zeros(shape, dtype))
+    adam = Adam(0.9, 0.99, 1e-6)
+    for t in range(1, 4):
+        g = rng.normal(0, 1, shape).astype(dtype)
+        g[0, 0] = 0.0
+        adam.step({"theta": host_theta}, {"theta": g}, 1e-2, ["theta"])
+        ws.adam(d_theta, ws.put("g", g), d_m, d_v, 0.9, 0.99, 1e-6, 1e-2, 1 - 0.9 ** t,
+                1 - 0.99 ** t)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(d_theta.copy_to_host(), host_theta, rtol=rtol)
+    np.testing.assert_allclose(d_m.copy_to_host(), adam.m["theta"], rtol=rtol)
+    np.testing.assert_allclose(d_v.copy_to_host(), adam.v["theta"], rtol=rtol)
+
+    net = make_net("sum", dtype, hidden_type="hetLIF")
+    tau_m = net.params["tau_m_hidden"].copy()
+    tau_m[0, :2] = [1.0, 50.0]                   # below the bound, above it
+    tau_s = net.params["tau_syn_hidden"].copy()
+    tau_s[0, 2] = 0.5
+    tau_s[0, 3] = tau_m[0, 3]                    # the tau_m == tau_s limit
+    d = [ws.put(name, x) for name, x in (("tm", tau_m), ("ts", tau_s))]
+    coeff = [ws.buffer(f"c{k}", tau_m.shape, dtype) for k in range(4)]
+    ws.time_constants(*d, net.min_tau_m, net.min_tau_syn, net.dt, *coeff)
+    net.params["tau_m_hidden"][...] = tau_m
+    net.params["tau_syn_hidden"][...] = tau_s
+    net.clip_taus()
+    np.testing.assert_array_equal(d[0].copy_to_host(), net.params["tau_m_hidden"])
+    np.testing.assert_array_equal(d[1].copy_to_host(), net.params["tau_syn_hidden"])
+    expected = net._coefficients(net.params["tau_m_hidden"], net.params["tau_syn_hidden"])
+    for k in range(4):
+        np.testing.assert_allclose(coeff[k].copy_to_host(), expected[k], rtol=rtol)
+
+
+def train_two_epochs(net, data, trainable, p_drop_input):
+    """Two epochs of Trainer.run_epoch (learning, then evaluation) on ``net``."""
+    from simulation import Trainer
+    trainer = Trainer(net, eps=1e-6, trainable=trainable)
+    stats = []
+    for epoch in range(2):
+        order = np.random.default_rng(epoch).permutation(len(data.labels))
+        stats.append(trainer.run_epoch(data, order, True, rate=1e-2, epoch=epoch,
+                                       p_drop_input=p_drop_input, p_drop_hidden=0.1,
+                                       noise=0.1, rng=np.random.default_rng(7 + epoch),
+                                       seed=5, progress=False))
+        stats.append(trainer.run_epoch(data, np.arange(len(data.labels)), False,
+                                       epoch=epoch, progress=False))
+    return trainer, stats
+
+
+@needs_cuda
+@pytest.mark.parametrize("loss_type", ["sum_weigh_exp", "first_spike"])
+def test_device_training_epochs_equal_cpu(loss_type, monkeypatch):
+    """Trainer.run_epoch on the GPU (inputs of several trials uploaded at once, the loss and
+    Adam on the device, weights and moments copied back at the end of the epoch) against the
+    CPU: the same statistics, spike counts, weights, time constants and Adam moments after two
+    epochs of 3 trials each (the last one smaller), with input and hidden dropout, noise, and
+    trained time constants (float64: the Adam step amplifies rounding differences of small
+    gradients, so this compares where there are none that matter)."""
+    import simulation
+    monkeypatch.setattr(simulation, "INPUT_BLOCK", 2)   # two blocks of inputs per epoch
+    kw = dict(hidden_type="hetLIF", output_type="hetLI", recurrent=True, train_tau=True,
+              train_tau_output=True, n_batch=3)
+    n = 3 * 2 + 1
+    rng = np.random.default_rng(12)
+    data = SpikeData.from_lists([rng.integers(0, 30, 30) for _ in range(n)],
+                                [rng.integers(0, N_IN, 30) for _ in range(n)],
+                                np.arange(n) % N_OUT, 30, N_IN)
+    trainable = ["w_input_hidden", "w_hidden_hidden", "w_hidden_output", "tau_m_hidden",
+                 "tau_syn_hidden", "tau_m_output", "tau_syn_output"]
+    cpu = make_net(loss_type, np.float64, **kw)
+    gpu = cuda_net(loss_type, np.float64, **kw)
+    initial_tau = cpu.params["tau_m_hidden"].copy()
+    tc, sc = train_two_epochs(cpu, data, trainable, 0.2)
+    tg, sg = train_two_epochs(gpu, data, trainable, 0.2)
+    for a, b in zip(sc, sg):
+        assert a.n_trials == b.n_trials == 3
+        np.testing.assert_array_equal(a.hidden_spikes, b.hidden_spikes)
+        np.testing.assert_array_equal(*(np.concatenate(s.predictions) for s in (a, b)))
+        assert a.n_correct == b.n_correct
+        assert a.loss_sum == pytest.approx(b.loss_sum, rel=1e-9)
+    assert sc[0].hidden_spikes.sum() > 50
+    assert tc.adam.t == tg.adam.t == 6
+    for name in cpu.params:
+        np.testing.assert_allclose(gpu.params[name], cpu.params[name], rtol=1e-9, atol=1e-12,
+                                   err_msg=name)
+    assert not np.allclose(cpu.params["tau_m_hidden"], initial_tau)   # the taus did train
+    for name in trainable:
+        np.testing.assert_allclose(tg.adam.m[name], tc.adam.m[name], rtol=1e-9, atol=1e-14)
+        np.testing.assert_allclose(tg.adam.v[name], tc.adam.v[name], rtol=1e-9, atol=1e-20)
+
+
+@needs_cuda
+def test_device_adam_keeps_parameters_on_the_device():
+    """After adam_step on the GPU the new weights stay on the device: the next trial uploads
+    no parameter and copies back no gradient; reading ``params`` copies the changed ones back
+    (once); a moment array loaded into ``adam.m`` (a checkpoint) is uploaded before the next
+    step."""
+    from utils import Adam
+    data = make_data(30, seed=2, n_spikes=30)
+    in_ptr, in_ch = data.batch(np.arange(BATCH))
+    net = cuda_net("sum_weigh_exp", np.float32, recurrent=True)
+    adam = Adam()
+    names = ["w_input_hidden", "w_hidden_output"]
+    before = {k: v.copy() for k, v in net.params.items()}
+    net.run_batch(in_ptr, in_ch, data.labels, learn=True, fetch_grads=False)
+    net.adam_step(adam, 1e-2, names)
+    ws = net._gpu[1]
+    stats = dict(ws.stats)
+    r = net.run_batch(in_ptr, in_ch, data.labels, learn=True, fetch_grads=False,
+                      keep_output_traces=False)
+    assert r.grads is None
+    assert ws.stats["param_uploads"] == stats["param_uploads"]
+    B, U = BATCH, net.n_layers * net.n_hidden + net.n_output
+    counters = B * 8 * 2 + B * net.n_output * 8
+    assert ws.stats["d2h_bytes"] - stats["d2h_bytes"] == counters + B * U * 4 + B * 2 * 8
+    net.adam_step(adam, 1e-2, names)
+    assert np.array_equal(net._params["w_input_hidden"], before["w_input_hidden"])  # not yet
+    changed = net.params["w_input_hidden"]
+    assert not np.array_equal(changed, before["w_input_hidden"])
+    np.testing.assert_array_equal(net.params["w_hidden_hidden"], before["w_hidden_hidden"])
+    down = ws.stats["d2h_bytes"]
+    net.params                                    # nothing newer on the device: no copy
+    assert ws.stats["d2h_bytes"] == down
+    net.download_optimiser(adam)
+    m = adam.m["w_hidden_output"].copy()
+    assert np.abs(m).max() > 0
+    adam.load_state({"adam_t": np.array(adam.t),
+                     **{f"adam_m/{k}": np.zeros_like(v) for k, v in adam.m.items()},
+                     **{f"adam_v/{k}": np.ones_like(v) for k, v in adam.v.items()}})
+    net.run_batch(in_ptr, in_ch, data.labels, learn=True, fetch_grads=False)
+    net.adam_step(adam, 1e-2, names)
+    net.download_optimiser(adam)
+    # from zero moments m = (1 - b1) g: not the moments before the load
+    assert np.abs(adam.m["w_hidden_output"]).max() > 0
+    assert not np.allclose(adam.m["w_hidden_output"], m)
+    np.testing.assert_allclose(adam.v["w_hidden_output"], adam.beta2 + (1 - adam.beta2) * (
+        adam.m["w_hidden_output"] / (1 - adam.beta1)) ** 2, rtol=1e-5)
+
+
+@needs_cuda
+def test_device_inputs_uploaded_together_equal_host_inputs():
+    """upload_inputs: the inputs of three trials in one copy give the same trials as inputs
+    copied per trial, and a trial with device_inputs copies no input."""
+    data = make_data(30, seed=6, n_spikes=30)
+    batches = [data.batch(np.array(idx)) for idx in ([0, 1, 2], [2, 0], [1, 2, 0])]
+    a = cuda_net("sum_weigh_input", np.float32)
+    b = cuda_net("sum_weigh_input", np.float32)
+    b.track_param_changes = True
+    uploaded = b.upload_inputs(batches)
+    for k, ((in_ptr, in_ch), dev) in enumerate(zip(batches, uploaded)):
+        labels = data.labels[:in_ptr.shape[0]]
+        ra = a.run_batch(in_ptr, in_ch, labels, learn=True)
+        up = b._gpu[1].stats["h2d_bytes"]
+        rb = b.run_batch(in_ptr, in_ch, labels, learn=True, device_inputs=dev)
+        if k > 0:   # after the parameters' first upload: the labels and the regularisation
+            up = b._gpu[1].stats["h2d_bytes"] - up     # jumps (B, L, N), no input
+            assert up == labels.nbytes + len(labels) * N_HID * 4
+        assert_trials_equal(ra, rb, rtol=1e-6, spikes=False)
 
 
 @needs_cuda
@@ -602,10 +783,18 @@ def test_kernels_compile_for_the_gpu():
             net.run_batch(in_ptr, in_ch, data.labels, learn=True, p_drop_hidden=0.1, noise=0.1,
                           seed=1)
         for kernel in ("forward", "backward"):
-            ptx = engine_cuda.compile_ptx(kernel, *rec.args[kernel], cc=(8, 0))
-            assert ".entry" in ptx
+            ptxs = engine_cuda.compile_ptx(kernel, *rec.args[kernel], cc=(8, 0))
+            assert len(ptxs) == 2 and all(".entry" in ptx for ptx in ptxs)
     for kind in (numba.int32, numba.int64, numba.float32, numba.float64):
         ptx, _ = cuda.compile_ptx(engine_cuda._zero_kernel.py_func, (kind[::1],), cc=(8, 0))
+        assert ".entry" in ptx
+    for real in (numba.float32, numba.float64):      # the optimiser's kernels
+        f64 = numba.float64
+        ptx, _ = cuda.compile_ptx(engine_cuda._adam_kernel.py_func,
+                                  (real[::1],) * 4 + (f64,) * 6, cc=(8, 0))
+        assert ".entry" in ptx
+        ptx, _ = cuda.compile_ptx(engine_cuda._time_constant_kernel.py_func,
+                                  (real[::1],) * 2 + (f64,) * 3 + (real[::1],) * 4, cc=(8, 0))
         assert ".entry" in ptx
 
 
