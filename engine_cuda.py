@@ -155,6 +155,20 @@ def gradient_chunks(n_samples):
 # Kernels
 # ----------------------------------------------------------------------------------------------
 
+# The value of the lane ``delta`` lanes up in the warp (shfl.sync.down). numba-cuda's
+# ``shfl_down_sync`` is an intrinsic; in the CUDA target built into older numba it is a device
+# function that can only be compiled with a GPU present, so the intrinsic beneath it is used there
+# (``compile_ptx`` then works without a GPU on both).
+if hasattr(cuda, "shfl_sync_intrinsic"):
+    @numba.njit(inline="always")
+    def _shuffle_down(mask, value, delta):
+        return cuda.shfl_sync_intrinsic(mask, 2, value, delta, 0x1f)[0]
+else:
+    @numba.njit(inline="always")
+    def _shuffle_down(mask, value, delta):
+        return cuda.shfl_down_sync(mask, value, delta)
+
+
 @numba.njit(inline="always")
 def _layer(g, N):
     """Layer of hidden unit g, that is g // N, by comparisons: networks have few layers, and a
@@ -639,9 +653,7 @@ def _backward_kernel(lam_I_in, W_fwd, W_rec, W_out,
                 else:                 # the G lanes of a spike are lanes of one warp
                     width = G // 2
                     while width > 0:
-                        # shfl.sync.down (mode 2) from lane + width, within the warp
-                        rev += cuda.shfl_sync_intrinsic(warp_mask, 2, rev, numba.int32(width),
-                                                        0x1f)[0]
+                        rev += _shuffle_down(warp_mask, rev, numba.int32(width))
                         width //= 2
                 if active and lane == 0:
                     g = sp_idx[b, s]

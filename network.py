@@ -283,15 +283,15 @@ class EventPropNetwork:
                 self.clip_taus()
             self.params_changed()
             return
+        g = self._device_grads
+        if g is None:
+            raise RuntimeError("adam_step on the GPU needs a learning trial first")
         ws = self._workspace()
         self.track_param_changes = True       # the device copies are the current values
         d = self._device_params(ws)
         adam.t += 1
         c1 = 1.0 - adam.beta1 ** adam.t
         c2 = 1.0 - adam.beta2 ** adam.t
-        g = self._device_grads
-        if g is None:
-            raise RuntimeError("adam_step on the GPU needs a learning trial first")
         for name in names:
             if name not in adam.m:
                 adam.m[name] = np.zeros_like(self._params[name])

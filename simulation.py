@@ -13,8 +13,9 @@ from utils import Adam, Timer, save_npy
 PROJECTIONS = {"in_to_hid": "w_input_hidden", "hid_to_hidfwd": "w_hidden_hidden_fwd",
                "hid_to_hid": "w_hidden_hidden", "hid_to_out": "w_hidden_output"}
 POPULATIONS = ("input", "hidden", "output")
-# trials whose inputs are packed and copied to the GPU together (the CPU packs one at a time)
-INPUT_BLOCK = 64
+# samples whose inputs are packed and copied to the GPU together, in whole trials (64 trials of
+# 32; the CPU packs one trial at a time)
+INPUT_BLOCK_SAMPLES = 2048
 
 
 class EpochStats:
@@ -282,8 +283,8 @@ class Trainer:
         only when learning. ``on_trial(trial, stats)`` is called after each trial. Returns
         ``EpochStats``.
 
-        On the GPU the inputs of INPUT_BLOCK trials at a time are packed on the host and copied
-        to the device at once (each spike once per epoch), the Adam steps run on the device, and
+        On the GPU the inputs of INPUT_BLOCK_SAMPLES samples at a time (whole trials) are packed
+        on the host and copied to the device at once (each spike once per epoch), the Adam steps run on the device, and
         the weights and moments come back at the end of the epoch."""
         net = self.net
         net.params_changed()     # whatever changed between epochs (rewiring, loading) goes up
@@ -293,7 +294,7 @@ class Trainer:
         timer = Timer()
         bar = tqdm(range(n_trials), desc=desc, disable=not progress, leave=False,
                    dynamic_ncols=True)
-        block = INPUT_BLOCK if net.on_gpu else 1
+        block = max(1, INPUT_BLOCK_SAMPLES // B) if net.on_gpu else 1
         inputs = {}
         for k in bar:
             trial = first_trial + k

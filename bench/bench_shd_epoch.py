@@ -44,6 +44,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from bench_engine import cpu_name, insert_row  # noqa: E402
 from experiment import STREAM_DROPOUT, epoch_rng, training_order  # noqa: E402
+from network import select_engine  # noqa: E402
 from simulator_SHD import SHD_model, validate  # noqa: E402
 from spike_data import SpikeData  # noqa: E402
 
@@ -113,6 +114,18 @@ def params(hidden, aug, n_train, n_validate, out_dir):
                      "EVALUATION": "random", "AUGMENTATION": dict(AUGMENTATIONS[aug]),
                      "MODEL_SEED": 1, "TRAIN_DATA_SEED": 123, "PROGRESS": False,
                      "OUT_DIR": out_dir, "NAME": f"bench_{hidden}_{aug.replace('+', '_')}"})
+
+
+def machine():
+    """What ran the engine: the GPU (BACKEND "auto" picks it when one is usable) or the CPU's
+    cores and numba threads."""
+    engine = select_engine("auto")
+    host = f"{cpu_name()}, {os.cpu_count()} cores, {numba.get_num_threads()} threads"
+    if hasattr(engine, "Workspace"):
+        from numba import cuda
+        name = cuda.get_current_device().name
+        return f"{name.decode() if isinstance(name, bytes) else name} (GPU backend); host {host}"
+    return host
 
 
 # --- the two measurements ------------------------------------------------------------------------
@@ -236,8 +249,7 @@ def main():
                       f"{full_s - full['split'] - full['epoch_data'] - full['train']:.2f} s\n"
                       f"  overhead of the full epoch: {overhead:+.1f} % over engine-only on the "
                       f"same samples, {overhead_plain:+.1f} % over engine-only unaugmented")
-                rows.append(f"| {datetime.date.today()} | {cpu_name()}, {os.cpu_count()} cores, "
-                            f"{numba.get_num_threads()} threads | {hidden} recurrent | "
+                rows.append(f"| {datetime.date.today()} | {machine()} | {hidden} recurrent | "
                             f"`{json.dumps(AUGMENTATIONS[aug])}` | {n_train} | {plain_s:.1f} | "
                             f"{same_s:.1f} | {full_s:.1f} | {overhead:+.1f} % | "
                             f"{overhead_plain:+.1f} % | {full['epoch_data']:.2f} | "

@@ -516,7 +516,7 @@ def test_device_training_epochs_equal_cpu(loss_type, monkeypatch):
     trained time constants (float64: the Adam step amplifies rounding differences of small
     gradients, so this compares where there are none that matter)."""
     import simulation
-    monkeypatch.setattr(simulation, "INPUT_BLOCK", 2)   # two blocks of inputs per epoch
+    monkeypatch.setattr(simulation, "INPUT_BLOCK_SAMPLES", 6)   # 2 trials of 3 at a time
     kw = dict(hidden_type="hetLIF", output_type="hetLI", recurrent=True, train_tau=True,
               train_tau_output=True, n_batch=3)
     n = 3 * 2 + 1
