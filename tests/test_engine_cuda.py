@@ -849,3 +849,44 @@ def test_yinyang_trains_the_same_on_both_backends(tmp_path):
                                    err_msg=name)
     assert not np.allclose(runs["cpu"][2]["w_input_hidden"],      # the weights did learn
                            runs["initial"][2]["w_input_hidden"])
+
+
+@needs_cuda
+def test_shd_trains_the_same_on_both_backends(tmp_path):
+    """A whole (tiny) SHD training through ``SHD_model.train`` on official-layout files, BACKEND
+    "cpu" against "cuda", with the features that touch the device path: recurrent hidden layer,
+    trained time constants, input and hidden dropout, random_shift, rewiring of silent neurons, a
+    weight snapshot during an epoch, a smaller last batch. The same accuracies, losses and spike
+    counts every epoch, the same weights and time constants at the end (float64), and the same
+    Adam state in the checkpoint."""
+    from official_files import write_dataset
+    from simulator_SHD import SHD_model, p as defaults
+    write_dataset(tmp_path / "data", "SHD", n_train=30, n_test=8, n_classes=3, n_speakers=2)
+    runs = {}
+    for backend in ("cpu", "cuda"):
+        out = tmp_path / backend
+        p = dict(defaults, BACKEND=backend, DTYPE="float64", DATA_DIR=str(tmp_path / "data"),
+                 OUT_DIR=str(out), NAME="shd", TRIAL_MS=40.0, NUM_HIDDEN=8, N_BATCH=8,
+                 N_TRAIN=20, N_VALIDATE=6, N_EPOCH=2, MODEL_SEED=2, TRAIN_DATA_SEED=4,
+                 PROGRESS=False, RECURRENT=True, TRAIN_TAU=True, PDROP_INPUT=0.1, PDROP_HIDDEN=0.1,
+                 AUGMENTATION={"random_shift": 5}, REWIRE_SILENT=True, ETA=5e-3,
+                 INPUT_HIDDEN_MEAN=0.2, INPUT_HIDDEN_STD=0.1, W_OUTPUT_EPOCH_TRIAL=[[1, 1]])
+        model = SHD_model(p)
+        model.train(p)
+        assert model.network.engine is (engine_cuda if backend == "cuda" else engine_cpu)
+        results = np.loadtxt(out / "shd_results.txt")
+        with np.load(out / "shd_checkpoint_last.npz") as z:
+            state = {k: z[k] for k in z.files}
+        snapshot = np.load(out / "shd_w_input_hidden_e1_t1.npy")
+        runs[backend] = (results, state, snapshot)
+    (rc, sc, wc), (rg, sg, wg) = runs["cpu"], runs["cuda"]
+    assert rc.shape == rg.shape and rc.shape[0] == 2
+    np.testing.assert_allclose(rg[:, :5], rc[:, :5], rtol=1e-9, atol=1e-12)   # not the seconds
+    np.testing.assert_allclose(wg, wc, rtol=1e-9, atol=1e-12)
+    assert set(sg) == set(sc)
+    for name, value in sc.items():
+        if value.dtype.kind == "f":
+            np.testing.assert_allclose(sg[name], value, rtol=1e-9, atol=1e-14, err_msg=name)
+        elif not name.startswith("schedule") and value.dtype.kind in "iub":
+            np.testing.assert_array_equal(sg[name], value, err_msg=name)
+    assert any(k.startswith("adam_m/") for k in sc) and any("tau" in k for k in sc)
