@@ -76,8 +76,10 @@ kernel issuing an instruction every 6.8 cycles per warp at 14 % occupancy, so at
 blocks on 132 multiprocessors) a trial is bound by the instructions per step of each block. Hence
 no 64-bit integer division in the step loops (``_layer`` instead of ``// N``; ``while`` loops
 instead of ``range`` with a run-time step, which divides to count its trips), the per-unit
-constants in thread-local memory, and the input spikes out of the time loops. Not done: several
-samples per block would fill the GPU better at small batches.
+constants in thread-local memory, the input spikes out of the time loops, and warp shuffles
+instead of barriers in the backward pass. A trial is still a chain of dependent steps per sample
+on one multiprocessor, so at small batches most of a large GPU is idle; spreading a sample over
+a cluster of blocks is what BENCHMARKS.md names as the next step.
 """
 import math
 import time
