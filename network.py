@@ -185,14 +185,12 @@ class EventPropNetwork:
         # ``track_param_changes`` False (default) the weights are uploaded before every trial,
         # so changes made in place are always seen. A caller that calls ``params_changed()``
         # after every in-place change (optimiser step, rewiring) sets it True, and the weights
-        # are uploaded only after such a call. (Time constants are small: they are compared
-        # with the uploaded values every trial.)
-        # ``adam_step`` on the GPU updates the device copies; the names it changed are listed
-        # here until ``params`` copies them back.
+        # are uploaded only after such a call (``adam_step`` on the GPU sets it). (Time
+        # constants are small: they are compared with the uploaded values every trial.)
         self.track_param_changes = False
         self._params_version = 0
         self._gpu = None            # (engine, its Workspace)
-        self._device_newer = set()
+        self._device_newer = set()  # names that adam_step changed on the GPU, not yet copied back
         self._device_grads = None   # device gradients of the last learning trial, by name
         self._coeff_cache = {}
 
