@@ -2,7 +2,9 @@
 
 ``EventPropNetwork`` owns the parameters (weights and time constants), packs them for the engine,
 runs the forward pass of a mini-batch, evaluates the loss, runs the backward pass and returns the
-batch-summed gradients. It knows nothing about data sets or epochs; the simulators do that.
+batch-summed gradients, and takes the Adam step (``adam_step``: on the host, or on the GPU where
+the parameters, moments and gradients stay). It knows nothing about data sets or epochs; the
+simulators do that.
 
 Parameter names (keys of ``params`` and ``grads``), matching the reference's file names:
   w_input_hidden (n_in, N), w_hidden_hidden_fwd (L-1, N, N), w_hidden_hidden (L, N, N) if
