@@ -265,13 +265,17 @@ def _forward_kernel(x_in, W_fwd, W_rec, W_out,
     alpha = cuda.local.array(MAX_UNITS_PER_THREAD, W_out.dtype)    # per-step constants
     c_I = cuda.local.array(MAX_UNITS_PER_THREAD, W_out.dtype)
     beta = cuda.local.array(MAX_UNITS_PER_THREAD, W_out.dtype)
-    # the step's spikes: [0, LN) hidden spikes as they come, [LN, 2 LN) the same sorted by unit,
-    # [2 LN, 2 LN + U) spikes to store as they come (shared memory unless too large)
+    # dynamic shared memory: [0, 4) the list lengths, by step parity; then, unless too large
+    # (global memory instead), the step's spikes: [0, LN) hidden spikes as they come, [LN, 2 LN)
+    # the same sorted by unit, [2 LN, 2 LN + U) spikes to store as they come. (Only dynamic
+    # shared memory: the simulator hands each thread that reaches a static shared array first
+    # its own copy.)
+    shared = cuda.shared.array(0, numba.int32)
+    n_list = shared[:4]
     if lists_global.shape[0] > 0:
         lists = lists_global[b]
     else:
-        lists = cuda.shared.array(0, numba.int32)
-    n_list = cuda.shared.array(4, numba.int32)    # list lengths, by step parity
+        lists = shared[4:]
     for r in range(R):
         u = t + r * T
         V[r] = zero
@@ -772,9 +776,9 @@ def _forward_launch(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
     T = (threads_per_block(U) if not on_device else
          _block_size(_forward_kernel, W_in.dtype, U, head + [np.empty((0, 0), np.int32)]))
     lists = (2 * L * N + U) * 4                   # bytes of the step's spike lists
-    shared = lists <= SHARED_BYTES
+    shared = lists + 16 <= SHARED_BYTES           # with the four list lengths
     args = head + [alloc("f_lists", (0, 0) if shared else (B, lists // 4), np.int32)]
-    loop = (_forward_kernel, (B, T, 0, lists if shared else 0), args)
+    loop = (_forward_kernel, (B, T, 0, 16 + (lists if shared else 0)), args)
     return [inputs, loop], list(zip(d_out, outputs))
 
 

@@ -150,7 +150,9 @@ def _output_terms_kernel(loss, V_out_tr, first_step, labels, tau_m_out, in_ptr,
     y = labels[b]
     integral = loss <= SUM_WEIGH_INPUT
     first_spike = loss == FIRST_SPIKE or loss == FIRST_SPIKE_EXP
-    softmax_stats = cuda.shared.array(2, numba.float64)   # max_c Z_c, sum_c exp(Z_c - max)
+    # max_c Z_c, sum_c exp(Z_c - max); dynamic shared memory (16 bytes at launch): the
+    # simulator hands each thread that reaches a static shared array first its own copy
+    softmax_stats = cuda.shared.array(0, numba.float64)
 
     # 1. accumulator of sum_weigh_input: V_a <- V_a + (I_a - V_a) dt / tau_acc,
     #    I_a = gain x (input spikes of the previous step); a(n) = V_a at the start of step n
@@ -388,7 +390,7 @@ def output_terms_device(buffer, loss_type, V_out_tr, first_step, labels, dt, T, 
         alpha, in_ptr, tau_accumulator, need_backward)
     B = V_out_tr.shape[0]
     if B > 0:
-        _output_terms_kernel[B, threads_per_block()](*args)
+        _output_terms_kernel[B, threads_per_block(), 0, 16](*args)
     return terms, summary
 
 
