@@ -29,32 +29,19 @@ the CPU over sequences of trials, and check what is uploaded, copied back and al
 and ``test_bench_cuda_quick`` runs ``bench/bench_cuda.py --quick``.
 """
 import os
-import subprocess
 import sys
-import time
 
 import numba
 import numpy as np
 import pytest
 from numba import cuda
-from numba.core import config
 
 import engine_cpu
 import engine_cuda
 import network
+from cuda_simulator import SIMULATOR, needs_cuda, run_under_simulator, runs_only_without_cuda
 from network import EventPropNetwork
 from spike_data import SpikeData
-
-SIMULATOR = bool(config.ENABLE_CUDASIM)
-if SIMULATOR:
-    # The simulator runs a thread per CUDA thread and polls them at every syncthreads; with
-    # Python's default 5 ms switch interval each barrier costs milliseconds.
-    sys.setswitchinterval(5e-5)
-
-needs_cuda = pytest.mark.skipif(
-    not cuda.is_available(),
-    reason="no GPU and not under NUMBA_ENABLE_CUDASIM=1 (test_cuda_simulator_subprocess runs "
-           "these tests under the simulator)")
 
 N_IN, N_HID, N_OUT, BATCH = 10, 6, 3, 3
 
@@ -798,20 +785,10 @@ def test_kernels_compile_for_the_gpu():
         assert ".entry" in ptx
 
 
-@pytest.mark.skipif(SIMULATOR or cuda.is_available(),
-                    reason="the equality tests run directly in this process")
+@runs_only_without_cuda
 def test_cuda_simulator_subprocess():
     """Runs this file under NUMBA_ENABLE_CUDASIM=1 in a fresh process (see the module doc)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    start = time.time()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           os.path.abspath(__file__)],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=900)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"CUDA simulator run failed:\n{output[-20000:]}"
-    assert " passed" in output and "skipped" in output, output[-2000:]
-    print(f"CUDA simulator run ({time.time() - start:.1f} s): {output.strip().splitlines()[-1]}")
+    run_under_simulator(__file__)
 
 
 def test_select_engine():

@@ -18,28 +18,13 @@ How this file runs (as tests/test_engine_cuda.py):
 The device buffers of the tests are filled with garbage (NaN, 77) when they are allocated, so an
 element that the kernel does not write shows up as a difference.
 """
-import os
-import subprocess
-import sys
-import time
-
 import numpy as np
 import pytest
 from numba import cuda
-from numba.core import config
 
 import losses
 import losses_cuda
-
-SIMULATOR = bool(config.ENABLE_CUDASIM)
-if SIMULATOR:
-    # the simulator polls its threads at every syncthreads; keep Python's switch interval short
-    sys.setswitchinterval(5e-5)
-
-needs_cuda = pytest.mark.skipif(
-    not cuda.is_available(),
-    reason="no GPU and not under NUMBA_ENABLE_CUDASIM=1 (test_cuda_simulator_subprocess runs "
-           "these tests under the simulator)")
+from cuda_simulator import SIMULATOR, needs_cuda, run_under_simulator, runs_only_without_cuda
 
 DT, N_STEPS = 0.5, 12
 T = DT * N_STEPS
@@ -255,17 +240,7 @@ def test_kernel_compiles_for_the_gpu():
         assert ".entry" in ptx
 
 
-@pytest.mark.skipif(SIMULATOR or cuda.is_available(),
-                    reason="the equality tests run directly in this process")
+@runs_only_without_cuda
 def test_cuda_simulator_subprocess():
     """Runs this file under NUMBA_ENABLE_CUDASIM=1 in a fresh process (see the module doc)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    start = time.time()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           os.path.abspath(__file__)],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=900)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"CUDA simulator run failed:\n{output[-20000:]}"
-    assert " passed" in output and "skipped" in output, output[-2000:]
-    print(f"CUDA simulator run ({time.time() - start:.1f} s): {output.strip().splitlines()[-1]}")
+    run_under_simulator(__file__)
