@@ -77,18 +77,6 @@ SIM_THREADS = 4
 ACCUMULATOR_GAIN = 0.01   # gain of losses.accumulator_trace
 
 
-class DeviceTerms:
-    """Backward terms of a batch on the device, as in ``losses.OutputTerms``."""
-
-    def __init__(self, A_out, force_g, force_c, jump_step, jump_amount, fs_term):
-        self.A_out = A_out
-        self.force_g = force_g
-        self.force_c = force_c
-        self.jump_step = jump_step
-        self.jump_amount = jump_amount
-        self.fs_term = fs_term
-
-
 # ----------------------------------------------------------------------------------------------
 # Kernel. Its helpers are numba ``njit`` functions: called in a kernel, they are compiled for the
 # device from the same source. The builtins min and max are not used: numba's CUDA target compiles
@@ -330,8 +318,9 @@ def threads_per_block():
 
 def _kernel_arguments(buffer, loss_type, V_out_tr, first_step, labels, dt, T, tau_m_out,
                       n_batch, tau_0, tau_1, alpha, in_ptr, tau_accumulator, need_backward):
-    """(arguments of ``_output_terms_kernel``, DeviceTerms, summary), every array from
-    ``buffer``."""
+    """(arguments of ``_output_terms_kernel``, the backward terms, summary), every array from
+    ``buffer``; the terms are a ``losses.OutputTerms`` whose predictions, losses and correctness
+    are None (``finish`` gives them)."""
     if loss_type not in LOSS_CODES:
         raise ValueError(f"unknown LOSS_TYPE {loss_type!r}; valid: {', '.join(losses.LOSS_TYPES)}")
     loss = LOSS_CODES[loss_type]
@@ -345,7 +334,8 @@ def _kernel_arguments(buffer, loss_type, V_out_tr, first_step, labels, dt, T, ta
     if in_ptr is None or loss != SUM_WEIGH_INPUT:
         in_ptr = buffer("loss/no_input", (0, 0), np.int64)
 
-    terms = DeviceTerms(
+    terms = losses.OutputTerms(
+        predictions=None, loss=None, correct=None,
         A_out=buffer("loss/A_out", (B, n_steps, C) if loss == AVG_XENTROPY and need_backward
                      else (0, 0, 0), dtype),
         force_g=buffer("loss/force_g", (B, n_steps) if integral and need_backward else (0, 0),
@@ -374,16 +364,16 @@ def _kernel_arguments(buffer, loss_type, V_out_tr, first_step, labels, dt, T, ta
 def output_terms_device(buffer, loss_type, V_out_tr, first_step, labels, dt, T, tau_m_out, n_batch,
                         tau_0=1.0, tau_1=100.0, alpha=5e-5, in_ptr=None, tau_accumulator=20.0,
                         need_backward=True):
-    """-> (DeviceTerms, summary): ``losses.output_terms`` on the device (module docstring).
+    """-> (terms, summary): ``losses.output_terms`` on the device (module docstring).
 
     buffer(name, shape, dtype): a reusable device array (``engine_cuda.Workspace.buffer``); every
     output and scratch array comes from it (names "loss/..."). V_out_tr: (B, n_steps + 1, C),
     float32 or float64 (the run's dtype); first_step: (B, C) int64, -1 = no spike; labels: (B,)
     int64; tau_m_out: (C,) of V_out_tr's dtype; in_ptr: (B, n_steps + 1) int64 input spike
     pointers (sum_weigh_input only: the accumulator is computed from in_ptr[b, n + 1] -
-    in_ptr[b, n]); n_batch: nominal batch size. DeviceTerms' arrays have the shapes and dtypes
-    of ``losses.output_terms``'s; summary: (B, 2) float64, [prediction, loss] per sample (see
-    ``finish``). Launches one kernel on the default stream and does not wait for it.
+    in_ptr[b, n]); n_batch: nominal batch size. terms: a ``losses.OutputTerms`` of device arrays
+    with the shapes and dtypes of ``losses.output_terms``'s, predictions, loss and correct None;
+    summary: (B, 2) float64, [prediction, loss] per sample (``finish`` gives those three). Launches one kernel on the default stream and does not wait for it.
     """
     args, terms, summary = _kernel_arguments(
         buffer, loss_type, V_out_tr, first_step, labels, dt, T, tau_m_out, n_batch, tau_0, tau_1,

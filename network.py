@@ -116,13 +116,6 @@ GRADIENT_KEYS = (("w_input_hidden", "dW_in"), ("w_hidden_hidden_fwd", "dW_fwd"),
                  ("tau_m_output", "dtau_m_o"), ("tau_syn_output", "dtau_s_o"))
 
 
-class HostTerms:
-    """What the host keeps of a loss evaluated on the GPU: predictions, losses, correct."""
-
-    def __init__(self, predictions, loss, correct):
-        self.predictions, self.loss, self.correct = predictions, loss, correct
-
-
 class TrialResult:
     """What one mini-batch produced: predictions, losses, spike counts, and (if learning) grads."""
 
@@ -518,7 +511,7 @@ class EventPropNetwork:
                 break
             self._capacity = int(need * 1.25) + 16   # grow the spike store and run again
         with ws.phase("loss"):
-            terms, d_terms = self._device_loss(ws, out, d, d_in_ptr, d_labels, labels, learn)
+            terms = self._device_loss(ws, out, d, d_in_ptr, d_labels, labels, learn)
         with ws.phase("download"):
             counts = ws.fetch(out["counts"])
             n_unstored, first_step = counters["n_unstored"], counters["first_step"]
@@ -549,8 +542,8 @@ class EventPropNetwork:
                     d["tau_m_output"], d["tau_syn_output"], self.v_thresh - self.v_reset, dt,
                     n_steps, alif, rho_b, self.tau_b, self.b_incr, out["sp_ptr"],
                     out["sp_idx"], out["sp_imv"], out["sp_b"], out["first_step"],
-                    d_terms.A_out, d_terms.force_g, d_terms.force_c, d_terms.jump_step,
-                    d_terms.jump_amount, d_terms.fs_term, d_reg_jump, self.train_tau,
+                    terms.A_out, terms.force_g, terms.force_c, terms.jump_step,
+                    terms.jump_amount, terms.fs_term, d_reg_jump, self.train_tau,
                     self.train_tau_output, out["V_h_tr"], out["I_h_tr"], out["V_out_tr"],
                     out["I_out_tr"], n_input=self.n_input)
             self._device_grads = {name: g[key][0] for name, key in GRADIENT_KEYS}
@@ -562,16 +555,18 @@ class EventPropNetwork:
                            (V_out_tr, I_out_tr, V_h_tr, I_h_tr), spikes)
 
     def _device_loss(self, ws, out, d, d_in_ptr, d_labels, labels, learn):
-        """The loss on the device (``losses_cuda``): (the host part: predictions, loss,
-        correct; the device terms of the backward pass)."""
+        """The loss on the device (``losses_cuda``): a ``losses.OutputTerms`` whose backward
+        terms are device arrays and whose predictions, losses and correctness (one small copy)
+        are on the host."""
         import losses_cuda
-        d_terms, summary = losses_cuda.output_terms_device(
+        terms, summary = losses_cuda.output_terms_device(
             ws.buffer, self.loss_type, out["V_out_tr"], out["first_step"], d_labels, self.dt,
             self.trial_ms, d["tau_m_output"], self.n_batch, tau_0=self.tau_0, tau_1=self.tau_1,
             alpha=self.alpha, in_ptr=d_in_ptr, tau_accumulator=self.tau_accumulator,
             need_backward=learn)
-        predictions, loss, correct = losses_cuda.finish(ws.fetch(summary), labels)
-        return HostTerms(predictions, loss, correct), d_terms
+        terms.predictions, terms.loss, terms.correct = losses_cuda.finish(ws.fetch(summary),
+                                                                          labels)
+        return terms
 
     def _backward(self, in_ptr, in_ch, h_alpha, h_beta, h_d, o_alpha, o_beta, o_d, alif, rho_b,
                   sp_ptr, sp_idx, sp_imv, sp_b, first_step, terms, reg_jump,

@@ -87,7 +87,7 @@ def host_terms(loss_type, V_out_tr, first_step, labels, tau_m_out, in_ptr, need_
 
 def device_terms(buffers, loss_type, V_out_tr, first_step, labels, tau_m_out, in_ptr,
                  need_backward):
-    """``output_terms_device`` on copies of the arrays; -> (host copies of the DeviceTerms
+    """``output_terms_device`` on copies of the arrays; -> (host copies of the backward terms'
     arrays by name, predictions, loss, correct)."""
     terms, summary = losses_cuda.output_terms_device(
         buffers, loss_type, cuda.to_device(V_out_tr), cuda.to_device(first_step),
