@@ -13,7 +13,7 @@ the training recordings, test after every epoch), train (N_TRAIN / N_VALIDATE ra
 (one epoch on the test recordings), cross_validate (N_FOLDS folds of the training recordings).
 """
 
-from command_line import apply_command_line, run_method
+from eventprop.tools.cli import apply_command_line, run_method
 from simulator_DVS_gesture import DVS_gesture_model, p
 
 # Edit p here (e.g. p["NUM_HIDDEN"] = 512); --preset and KEY=VALUE pairs from the command line

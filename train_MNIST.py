@@ -13,7 +13,7 @@ N_TRAIN training images, test after every epoch), train (validation on N_VALIDAT
 (one epoch on the test images), cross_validate (N_FOLDS folds of N_TRAIN + N_VALIDATE images).
 """
 
-from command_line import apply_command_line, run_method
+from eventprop.tools.cli import apply_command_line, run_method
 from simulator_MNIST import PRESETS, mnist_model, p
 
 # Edit p here (e.g. p["NUM_HIDDEN"] = 512); --preset and KEY=VALUE pairs from the command line

@@ -13,7 +13,7 @@ train (validation per EVALUATION), test (one epoch on the test file), cross_vali
 (leave-one-speaker-out over SPEAKER_LEFT).
 """
 
-from command_line import apply_command_line, run_method
+from eventprop.tools.cli import apply_command_line, run_method
 from simulator_SHD import PRESETS, SHD_model, p
 
 # Edit p here (e.g. p["NUM_HIDDEN"] = 512); --preset and KEY=VALUE pairs from the command line

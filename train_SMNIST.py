@@ -12,7 +12,7 @@ N_VALIDATE others), test (one epoch on the test images), cross_validate (N_FOLDS
 N_TRAIN + N_VALIDATE images).
 """
 
-from command_line import apply_command_line, run_method
+from eventprop.tools.cli import apply_command_line, run_method
 from simulator_SMNIST import SMNIST_model, p
 
 # Edit p here (e.g. p["NUM_HIDDEN"] = 512); --preset and KEY=VALUE pairs from the command line

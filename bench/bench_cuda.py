@@ -38,10 +38,10 @@ from numba.core import config
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import engine_cuda  # noqa: E402
+from eventprop.backends import cuda as engine_cuda  # noqa: E402
 from bench_engine import EPOCH_SAMPLES, insert_row, synthetic_batch  # noqa: E402
-from network import EventPropNetwork  # noqa: E402
-from utils import Adam  # noqa: E402
+from eventprop.network import EventPropNetwork  # noqa: E402
+from eventprop.optim import Adam
 
 ROWS_MARKER = "<!-- cuda rows: bench/bench_cuda.py --write adds rows above -->\n"
 TABLE = """## CUDA engine: forward + backward on an SHD-shaped workload (GPU)

@@ -20,9 +20,10 @@ import numba
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from network import EventPropNetwork  # noqa: E402
-from spike_data import SpikeData  # noqa: E402
-from utils import Adam, save_text  # noqa: E402
+from eventprop.network import EventPropNetwork  # noqa: E402
+from eventprop.data.spikes import SpikeData  # noqa: E402
+from eventprop.optim import Adam
+from eventprop.storage import save_text
 
 EPOCH_SAMPLES = 7644
 ROWS_MARKER = "<!-- engine rows: bench/bench_engine.py --write adds rows above -->\n"

@@ -43,10 +43,10 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from bench_engine import cpu_name, insert_row  # noqa: E402
-from experiment import STREAM_DROPOUT, epoch_rng, training_order  # noqa: E402
-from network import select_engine  # noqa: E402
-from simulator_SHD import SHD_model, validate  # noqa: E402
-from spike_data import SpikeData  # noqa: E402
+from eventprop.training.experiment import STREAM_DROPOUT, epoch_rng, training_order  # noqa: E402
+from eventprop.network import select_engine  # noqa: E402
+from eventprop.simulators.shd import SHD_model, validate  # noqa: E402
+from eventprop.data.spikes import SpikeData  # noqa: E402
 
 N_SAMPLES, N_VALIDATE = 8156, 512
 N_STEPS, N_CHANNELS, N_CLASSES, N_SPEAKERS = 1400, 700, 20, 10

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from augmentations import (apply_augmentations, balance_classes, blend, DelayLine, id_jitter,
+from eventprop.data.augmentations import (apply_augmentations, balance_classes, blend, DelayLine, id_jitter,
                            normalise_spike_number, random_dilate, random_shift)
-from spike_data import SpikeData, times_to_steps
+from eventprop.data.spikes import SpikeData, times_to_steps
 
 N_STEPS, N_CH = 60, 40
 
@@ -493,7 +493,7 @@ def assert_matches_reference(out, speakers, ref):
 
 @pytest.mark.parametrize("dt", [1.0, 0.3, 0.7])
 def test_blend_matches_definition(dt, monkeypatch):
-    import augmentations
+    from eventprop.data import augmentations
     monkeypatch.setattr(augmentations, "_BLEND_ROOM", (0.0, 0))     # make the output grow
     for seed in range(12):
         data = make_data(n=14, seed=seed) if seed % 3 else with_repeats(seed)

@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-import dvs_data
-from spike_data import SpikeData
+from eventprop.data import dvs as dvs_data
+from eventprop.data.spikes import SpikeData
 
 TRAIN_USERS = [(u, light) for u in (1, 2, 3, 4, 5) for light in ("fluorescent", "led")]
 TEST_USERS = [(u, light) for u in (24, 25, 26, 27, 28) for light in ("lab", "natural")]

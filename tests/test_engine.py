@@ -5,10 +5,10 @@ float32 vs float64, N_MAX_SPIKE overflow reporting, spike-store growth, dropout 
 import numpy as np
 import pytest
 
-import losses
-from models import lif_coefficients
-from network import EventPropNetwork
-from spike_data import SpikeData
+from eventprop import losses
+from eventprop.models import lif_coefficients
+from eventprop.network import EventPropNetwork
+from eventprop.data.spikes import SpikeData
 
 N_IN, N_HID, N_OUT = 12, 8, 3
 

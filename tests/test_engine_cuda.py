@@ -36,12 +36,12 @@ import numpy as np
 import pytest
 from numba import cuda
 
-import engine_cpu
-import engine_cuda
-import network
+from eventprop.backends import cpu as engine_cpu
+from eventprop.backends import cuda as engine_cuda
+from eventprop import network
 from cuda_simulator import SIMULATOR, needs_cuda, run_under_simulator, runs_only_without_cuda
-from network import EventPropNetwork
-from spike_data import SpikeData
+from eventprop.network import EventPropNetwork
+from eventprop.data.spikes import SpikeData
 
 N_IN, N_HID, N_OUT, BATCH = 10, 6, 3, 3
 
@@ -438,7 +438,7 @@ def test_device_adam_equals_host_adam(dtype):
     """Workspace.adam (the Adam kernel) against utils.Adam on the same gradients, over three
     steps with different gradients; and the time-constant kernel (lower bounds, then the
     per-step constants) against clip_taus and the host's lif_coefficients."""
-    from utils import Adam
+    from eventprop.optim import Adam
     rng = np.random.default_rng(4)
     shape = (5, 7)
     host_theta = rng.normal(0, 1, shape).astype(dtype)
@@ -479,7 +479,7 @@ def test_device_adam_equals_host_adam(dtype):
 
 def train_two_epochs(net, data, trainable, p_drop_input):
     """Two epochs of Trainer.run_epoch (learning, then evaluation) on ``net``."""
-    from simulation import Trainer
+    from eventprop.training.trainer import Trainer
     trainer = Trainer(net, eps=1e-6, trainable=trainable)
     stats = []
     for epoch in range(2):
@@ -502,7 +502,7 @@ def test_device_training_epochs_equal_cpu(loss_type, monkeypatch):
     epochs of 3 trials each (the last one smaller), with input and hidden dropout, noise, and
     trained time constants (float64: the Adam step amplifies rounding differences of small
     gradients, so this compares where there are none that matter)."""
-    import simulation
+    from eventprop.training import trainer as simulation
     monkeypatch.setattr(simulation, "INPUT_BLOCK_SAMPLES", 6)   # 2 trials of 3 at a time
     kw = dict(hidden_type="hetLIF", output_type="hetLI", recurrent=True, train_tau=True,
               train_tau_output=True, n_batch=3)
@@ -541,7 +541,7 @@ def test_device_adam_keeps_parameters_on_the_device():
     no parameter and copies back no gradient; reading ``params`` copies the changed ones back
     (once); a moment array loaded into ``adam.m`` (a checkpoint) is uploaded before the next
     step."""
-    from utils import Adam
+    from eventprop.optim import Adam
     data = make_data(30, seed=2, n_spikes=30)
     in_ptr, in_ch = data.batch(np.arange(BATCH))
     net = cuda_net("sum_weigh_exp", np.float32, recurrent=True)
@@ -809,7 +809,7 @@ def test_yinyang_trains_the_same_on_both_backends(tmp_path):
     """A whole (tiny) Yin-Yang training through the simulator class, BACKEND "cpu" against
     "cuda": the same accuracies every epoch and the same weights (float64: the GPU's other order
     of summation in the backward pass stays at rounding level)."""
-    from simulator_yinyang import p as defaults, yinyang
+    from eventprop.simulators.yinyang import p as defaults, yinyang
     runs = {}
     for backend, epochs in (("cpu", 2), ("cuda", 2), ("initial", 0)):
         p = dict(defaults, BACKEND=backend.replace("initial", "cpu"), DTYPE="float64",
@@ -837,7 +837,7 @@ def test_shd_trains_the_same_on_both_backends(tmp_path):
     counts every epoch, the same weights and time constants at the end (float64), and the same
     Adam state in the checkpoint."""
     from official_files import write_dataset
-    from simulator_SHD import SHD_model, p as defaults
+    from eventprop.simulators.shd import SHD_model, p as defaults
     write_dataset(tmp_path / "data", "SHD", n_train=30, n_test=8, n_classes=3, n_speakers=2)
     runs = {}
     for backend in ("cpu", "cuda"):

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 
 import exact_reference as er
-import losses
-from network import EventPropNetwork
-from spike_data import SpikeData
+from eventprop import losses
+from eventprop.network import EventPropNetwork
+from eventprop.data.spikes import SpikeData
 
 N_IN, N_HID, N_OUT, N_SAMPLES = 5, 5, 3, 3
 T = 30.0                  # trial length (ms)

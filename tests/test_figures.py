@@ -1,4 +1,4 @@
-"""Figures from result files written with the project's own writers (utils.ResultsFile, EpochLog,
+"""Figures from result files written with the project's own writers (storage.ResultsFile, EpochLog,
 save_json, save_npy) in the layout of a run (experiment.Experiment, simulation.Recorder)."""
 import csv
 import os
@@ -9,9 +9,9 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
-import figures
-import utils
-from experiment import Experiment
+from eventprop.tools import figures
+from eventprop import storage
+from eventprop.training.experiment import Experiment
 
 N_CLASSES = 4
 TRIAL_MS = 50.0
@@ -32,11 +32,11 @@ def write_run(folder, p, n_epochs, seed=0, log=True, recordings=True, confusion=
     """Every file of a run of ``n_epochs`` epochs with plausible numbers; returns the prefix."""
     rng = np.random.default_rng(seed)
     prefix = os.path.join(str(folder), p["NAME"])
-    utils.save_json(prefix + ".json", dict(p, OUT_DIR=str(folder)))
+    storage.save_json(prefix + ".json", dict(p, OUT_DIR=str(folder)))
     n_layers = p.get("N_HID_LAYER", 1)
     columns = Experiment._debug_columns(p, SimpleNamespace(n_layers=n_layers))
-    results = utils.ResultsFile(prefix + "_results.txt", columns)
-    epoch_log = utils.EpochLog(prefix + "_log.jsonl")
+    results = storage.ResultsFile(prefix + "_results.txt", columns)
+    epoch_log = storage.EpochLog(prefix + "_log.jsonl")
     for epoch in range(n_epochs):
         acc = min(0.95, 0.3 + 0.15 * epoch + 0.05 * rng.random())
         train = SimpleNamespace(accuracy=acc, mean_loss=2.0 - acc)
@@ -59,7 +59,7 @@ def write_run(folder, p, n_epochs, seed=0, log=True, recordings=True, confusion=
         for part in ("train", "eval"):
             m = rng.integers(0, 5, (n_epochs, N_CLASSES, N_CLASSES))
             m[:, np.arange(N_CLASSES), np.arange(N_CLASSES)] += 20
-            utils.save_npy(f"{prefix}_confusion_{part}.npy", m)
+            storage.save_npy(f"{prefix}_confusion_{part}.npy", m)
     if recordings:
         n_samples = 6
         sizes = {"input": N_INPUT, "hidden0": N_HIDDEN, "hidden1": N_HIDDEN, "output": N_CLASSES}
@@ -69,14 +69,14 @@ def write_run(folder, p, n_epochs, seed=0, log=True, recordings=True, confusion=
                 k = int(rng.integers(5, 40))
                 t.append(s * TRIAL_MS + np.sort(rng.integers(0, int(TRIAL_MS), k)) * DT_MS)
                 ids.append(rng.integers(0, n, k))
-            utils.save_npy(f"{prefix}_{pop}_spike_t.npy", np.concatenate(t))
-            utils.save_npy(f"{prefix}_{pop}_spike_ID.npy", np.concatenate(ids).astype(np.int64))
+            storage.save_npy(f"{prefix}_{pop}_spike_t.npy", np.concatenate(t))
+            storage.save_npy(f"{prefix}_{pop}_spike_ID.npy", np.concatenate(ids).astype(np.int64))
         steps = int(TRIAL_MS / DT_MS)
         rise = np.linspace(0, 1.2, steps)[None, :, None]
-        utils.save_npy(f"{prefix}_Vhidden0.npy",
+        storage.save_npy(f"{prefix}_Vhidden0.npy",
                        (rise * rng.random((n_samples, 1, N_HIDDEN))) % 1.0)
-        utils.save_npy(f"{prefix}_Voutput.npy", rise * rng.random((n_samples, 1, N_CLASSES)))
-        utils.save_npy(f"{prefix}_rec_labels.npy", rng.integers(0, N_CLASSES, n_samples))
+        storage.save_npy(f"{prefix}_Voutput.npy", rise * rng.random((n_samples, 1, N_CLASSES)))
+        storage.save_npy(f"{prefix}_rec_labels.npy", rng.integers(0, N_CLASSES, n_samples))
     return prefix
 
 
@@ -99,7 +99,7 @@ def runs(tmp_path_factory):
     b = write_run(folder / "sweep", base_p(NAME="b_seed1", NUM_HIDDEN=32), 3, seed=3,
                   recordings=False)
     bare = os.path.join(str(folder), "bare")
-    results = utils.ResultsFile(bare + "_results.txt")
+    results = storage.ResultsFile(bare + "_results.txt")
     for epoch in range(3):
         results.write(epoch, SimpleNamespace(accuracy=0.5 + 0.1 * epoch, mean_loss=1.0),
                       None, float(epoch))
@@ -121,7 +121,7 @@ def test_load_run_reads_every_file(runs):
 
 def test_appended_runs_keep_the_last_pass(tmp_path):
     """A resumed run repeats its last epoch; a fresh call appends a new pass from epoch 0."""
-    results = utils.ResultsFile(str(tmp_path / "r_results.txt"))
+    results = storage.ResultsFile(str(tmp_path / "r_results.txt"))
     for epoch, acc in [(0, .1), (1, .2), (2, .3), (2, .35), (3, .4)]:
         results.write(epoch, SimpleNamespace(accuracy=acc, mean_loss=1.0), None, 1.0)
     res = figures.load_results(str(tmp_path / "r_results.txt"))

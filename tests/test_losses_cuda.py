@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from numba import cuda
 
-import losses
-import losses_cuda
+from eventprop import losses
+from eventprop.backends.cuda import loss as losses_cuda
 from cuda_simulator import SIMULATOR, needs_cuda, run_under_simulator, runs_only_without_cuda
 
 DT, N_STEPS = 0.5, 12

@@ -11,10 +11,10 @@ import mnist
 import numpy as np
 import pytest
 
-import mnist_data
-from mnist_data import (ImageSpikes, MNISTEncoder, SMNISTEncoder, load_split, read_idx,
+from eventprop.data import mnist as mnist_data
+from eventprop.data.mnist import (ImageSpikes, MNISTEncoder, SMNISTEncoder, load_split, read_idx,
                         smnist_events, smnist_sequences)
-from spike_data import SpikeData, times_to_steps
+from eventprop.data.spikes import SpikeData, times_to_steps
 
 IMAGE_MAGIC, LABEL_MAGIC = 0x00000803, 0x00000801
 NAMES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

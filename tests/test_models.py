@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-import models
+from eventprop import models
 
 
 def analytic_V(t, I0, tau_m, tau_s):

@@ -1,7 +1,7 @@
 """Rewiring of silent hidden neurons at the end of an epoch."""
 import numpy as np
 
-from simulation import rewire_silent
+from eventprop.training.rewiring import rewire_silent
 
 
 def two_layer_params():

@@ -10,8 +10,8 @@ import pytest
 
 from official_files import write_h5
 
-import shd_data
-from shd_data import DATA_FILES, bin_spikes, download, load_dataset, read_h5
+from eventprop.data import shd as shd_data
+from eventprop.data.shd import DATA_FILES, bin_spikes, download, load_dataset, read_h5
 
 
 def make_samples(n, n_classes=20, n_speakers=4, seed=0):

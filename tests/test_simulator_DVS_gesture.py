@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-import dvs_data
-import utils
-from simulator_DVS_gesture import DVS_gesture_model, validate
-from simulator_DVS_gesture import p as default_p
+from eventprop.data import dvs as dvs_data
+from eventprop import storage
+from eventprop.simulators.dvs_gesture import DVS_gesture_model, validate
+from eventprop.simulators.dvs_gesture import p as default_p
 from test_dvs_data import write_gesture_dataset
 
 
@@ -164,7 +164,7 @@ def test_training_improves_accuracy_and_writes_its_files(model, data_dir, tmp_pa
     q = small(data_dir, tmp_path, NAME="eval", LOAD_LAST=True, CHECKPOINT_NAME="dvs")
     *_, zero, again = model.test(q)
     assert zero == 0.0 and again == pytest.approx(test_acc)
-    log = utils.load_epoch_log(str(tmp_path / "dvs_log.jsonl"))
+    log = storage.load_epoch_log(str(tmp_path / "dvs_log.jsonl"))
     assert "test_acc" in log[-1]
 
 
@@ -175,7 +175,7 @@ def test_train_validates_on_the_split(model, data_dir, tmp_path):
     assert np.load(tmp_path / "dvs_confusion_train.npy").shape == (2, 11, 11)
     assert np.load(tmp_path / "dvs_confusion_eval.npy")[-1].sum() == 14
     assert np.load(tmp_path / "dvs_labels_train.npy").shape == (2, 96)
-    log = utils.load_epoch_log(str(tmp_path / "dvs_log.jsonl"))
+    log = storage.load_epoch_log(str(tmp_path / "dvs_log.jsonl"))
     assert [r["epoch"] for r in log] == [0, 1] and "validation_acc" in log[0]
 
 

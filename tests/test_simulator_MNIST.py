@@ -10,11 +10,11 @@ import mnist
 import numpy as np
 import pytest
 
-import utils
-from experiment import training_order
-from simulator_MNIST import PRESETS, mnist_model
-from simulator_MNIST import p as default_p
-from simulator_MNIST import validate
+from eventprop import storage
+from eventprop.training.experiment import training_order
+from eventprop.simulators.mnist import PRESETS, mnist_model
+from eventprop.simulators.mnist import p as default_p
+from eventprop.simulators.mnist import validate
 from test_mnist_data import synthetic_digits, write_mnist
 
 N_TRAIN_FILE, N_TEST_FILE = 300, 100
@@ -185,20 +185,20 @@ def test_methods_return_and_write_their_files(data_dir, tmp_path):
         assert (tmp_path / f).exists(), f
     assert np.load(tmp_path / "mnist_w_input_hidden_last.npy").shape == (784, 32)
     assert np.load(tmp_path / "mnist_confusion_eval.npy")[-1].sum() == 60
-    log = utils.load_epoch_log(str(tmp_path / "mnist_log.jsonl"))
+    log = storage.load_epoch_log(str(tmp_path / "mnist_log.jsonl"))
     assert [r["eta"] for r in log] == [1e-2, 1e-2]                  # constant ETA
 
     q = small(data_dir, tmp_path, NAME="tt", N_EPOCH=1, N_TRAIN=200)
     *_, train_acc, test_acc = model.train_test(q)
-    log = utils.load_epoch_log(str(tmp_path / "tt_log.jsonl"))
+    log = storage.load_epoch_log(str(tmp_path / "tt_log.jsonl"))
     assert log[-1]["test_acc"] == test_acc and log[-1]["train_acc"] == train_acc
     # test() with LOAD_LAST uses the trained weights and the real labels
     spike_t, spike_ID, _, _, zero, again = model.test(
         dict(q, NAME="tested", CHECKPOINT_NAME="tt", LOAD_LAST=True, REC_SPIKES=["input"],
              REC_SPIKES_EPOCH_TRIAL=[[0, 0]]))
     assert zero == 0.0 and again == test_acc
-    log = utils.load_epoch_log(str(tmp_path / "tested_log.jsonl"))
-    assert log[-1]["test_loss"] == pytest.approx(utils.load_epoch_log(
+    log = storage.load_epoch_log(str(tmp_path / "tested_log.jsonl"))
+    assert log[-1]["test_loss"] == pytest.approx(storage.load_epoch_log(
         str(tmp_path / "tt_log.jsonl"))[-1]["test_loss"])
     assert np.array_equal(np.load(tmp_path / "tested_rec_labels.npy"),
                           model.test_set(q).labels[:16])

@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 
-import utils
+from eventprop import storage
 from official_files import write_dataset, write_h5
-from simulator_SHD import SHD_model, reduce_classes
-from simulator_SHD import p as default_p
+from eventprop.simulators.shd import SHD_model, reduce_classes
+from eventprop.simulators.shd import p as default_p
 
 N_CLASSES = 4
 
@@ -130,7 +130,7 @@ def test_ssc_uses_the_official_validation_file(data_dir, tmp_path):
     train, evaluation = model.split(p)
     assert len(train) == 60 and evaluation is model.valid_data and len(evaluation) == 24
     *_, train_acc, eval_acc = model.train(dict(p, N_EPOCH=1))
-    log = utils.load_epoch_log(str(tmp_path / "shd_log.jsonl"))
+    log = storage.load_epoch_log(str(tmp_path / "shd_log.jsonl"))
     assert log[-1]["validation_acc"] == eval_acc
 
 
@@ -172,7 +172,7 @@ def test_every_evaluation_mode_trains(data_dir, tmp_path, mode):
     p = small(data_dir, tmp_path, EVALUATION=mode, N_EPOCH=3)
     *_, train_acc, eval_acc = SHD_model(p).train(p)
     assert train_acc > 0.5 and eval_acc > 0.5
-    log = utils.load_epoch_log(str(tmp_path / "shd_log.jsonl"))
+    log = storage.load_epoch_log(str(tmp_path / "shd_log.jsonl"))
     assert [r["epoch"] for r in log] == [0, 1, 2] and "validation_acc" in log[0]
 
 
@@ -180,7 +180,7 @@ def test_ease_in_multiplies_the_rate_after_every_trial(data_dir, tmp_path):
     """Rate after epoch 0 = ETA / 1000 * factor^(training + evaluation trials), capped."""
     p = small(data_dir, tmp_path, N_EPOCH=1, ETA=1e-3, LR_EASE_IN_FACTOR=1.05)
     SHD_model(p).train(p)
-    log = utils.load_epoch_log(str(tmp_path / "shd_log.jsonl"))
+    log = storage.load_epoch_log(str(tmp_path / "shd_log.jsonl"))
     n_trials = 96 // 16 + -(-24 // 16)
     assert log[0]["eta"] == pytest.approx(1e-6 * 1.05 ** n_trials)
 
@@ -258,8 +258,8 @@ def test_resume_continues_like_an_uninterrupted_run(data_dir, tmp_path):
         assert np.array_equal(np.load(a / f), np.load(b / f)), f
     ra, rb = np.loadtxt(a / "shd_results.txt"), np.loadtxt(b / "shd_results.txt")
     assert np.array_equal(ra[:, :5], rb[:, :5])
-    la = utils.load_epoch_log(str(a / "shd_log.jsonl"))
-    lb = utils.load_epoch_log(str(b / "shd_log.jsonl"))
+    la = storage.load_epoch_log(str(a / "shd_log.jsonl"))
+    lb = storage.load_epoch_log(str(b / "shd_log.jsonl"))
     assert [r["eta"] for r in la] == [r["eta"] for r in lb]
 
 
@@ -338,14 +338,14 @@ def test_parameters_are_json_serialisable():
 def test_a_typo_in_the_module_dictionary_itself_is_caught(data_dir, tmp_path, monkeypatch):
     """The documented usage edits simulator_SHD.p in place; a misspelt key added there must
     still be an error."""
-    import simulator_SHD
+    from eventprop.simulators import shd as simulator_SHD
     monkeypatch.setitem(simulator_SHD.p, "NUM_HIDEN", 10)
     with pytest.raises(KeyError, match="NUM_HIDEN"):
         SHD_model(dict(simulator_SHD.p, DATA_DIR=data_dir))
 
 
 def test_presets_are_valid_parameter_sets(data_dir):
-    from simulator_SHD import PRESETS, validate
+    from eventprop.simulators.shd import PRESETS, validate
     for name, preset in PRESETS.items():
         full = validate(dict(preset))
         assert full["NUM_HIDDEN"] == 1024 and full["N_INPUT_DELAY"] == 10, name
@@ -395,7 +395,7 @@ def test_every_regulariser_with_every_hidden_type_trains(data_dir, tmp_path, reg
     model = SHD_model(base)
     model.train(base)
     model.train(strong)
-    spikes = [utils.load_epoch_log(str(tmp_path / f"{name}_log.jsonl"))[-1]
+    spikes = [storage.load_epoch_log(str(tmp_path / f"{name}_log.jsonl"))[-1]
               ["train_hidden_spikes_per_sample"] for name in ("shd", "strong")]
     assert spikes[1] < 0.8 * spikes[0]
 

@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-import utils
-from mnist_data import SMNISTEncoder
-from simulator_SMNIST import SMNIST_model
-from simulator_SMNIST import p as default_p
+from eventprop import storage
+from eventprop.data.mnist import SMNISTEncoder
+from eventprop.simulators.smnist import SMNIST_model
+from eventprop.simulators.smnist import p as default_p
 from test_mnist_data import synthetic_digits, write_mnist
 
 N_TRAIN_FILE, N_TEST_FILE = 300, 100
@@ -113,7 +113,7 @@ def test_methods_return_and_write_their_files(data_dir, tmp_path):
     assert vars_n["Voutput"].shape == (16, 40, 10)          # trial 15: the first evaluation one
     assert np.array_equal(np.load(tmp_path / "smnist_rec_labels.npy"),
                           model.split(p)[1].labels[:16])
-    log = utils.load_epoch_log(str(tmp_path / "smnist_log.jsonl"))
+    log = storage.load_epoch_log(str(tmp_path / "smnist_log.jsonl"))
     n_trials = 240 // 16 + -(-60 // 16)                     # training + evaluation trials
     assert log[0]["eta"] == pytest.approx(1e-6 * 1.05 ** n_trials)        # SHD ease-in
     assert log[0]["silent_per_layer_rewired"] is not None                 # REWIRE_SILENT

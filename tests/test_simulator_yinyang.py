@@ -6,12 +6,12 @@ import os
 import numpy as np
 import pytest
 
-import utils
-from experiment import training_order
-from simulator_yinyang import p as default_p
-from simulator_yinyang import yinyang, yinyang_spike_data
-from spike_data import times_to_steps
-from yinyang_data import generate_yinyang
+from eventprop import storage
+from eventprop.training.experiment import training_order
+from eventprop.simulators.yinyang import p as default_p
+from eventprop.simulators.yinyang import yinyang, yinyang_spike_data
+from eventprop.data.spikes import times_to_steps
+from eventprop.data.yinyang import generate_yinyang
 
 SMALL = {"N_TRAIN": 400, "N_TEST": 100, "N_EPOCH": 2, "NUM_HIDDEN": 40, "MODEL_SEED": 3,
          "PROGRESS": False, "ETA": 5e-3}
@@ -63,7 +63,7 @@ def test_training_improves_accuracy_and_writes_results(tmp_path):
     results = np.loadtxt(tmp_path / "yy_results.txt")
     assert results.shape == (3 + 1, 6)   # test() wrote one line first, then 3 epochs
     assert results[-1, 3] == pytest.approx(test_acc, abs=1e-6)
-    log = utils.load_epoch_log(str(tmp_path / "yy_log.jsonl"))
+    log = storage.load_epoch_log(str(tmp_path / "yy_log.jsonl"))
     assert [r["epoch"] for r in log[1:]] == [0, 1, 2]
     assert {"train_acc", "test_acc", "train_loss", "eta", "seconds",
             "train_hidden_spikes_per_sample"} <= set(log[-1])
@@ -82,7 +82,7 @@ def test_best_training_checkpoint_is_tested_under_another_name(tmp_path):
     p = small(tmp_path, N_EPOCH=3, CHECKPOINT_BEST="training")
     model = yinyang(p)
     model.train_test(p)
-    log = utils.load_epoch_log(str(tmp_path / "yy_log.jsonl"))
+    log = storage.load_epoch_log(str(tmp_path / "yy_log.jsonl"))
     best = max(range(3), key=lambda e: (log[e]["train_acc"], -e))   # the first of equal ones
     assert (tmp_path / "yy_checkpoint_best.npz").exists()
     assert (tmp_path / "yy_best.txt").read_text().split()[0] == str(best)
@@ -138,7 +138,7 @@ def test_spike_overflow_is_reported(tmp_path):
     p = small(tmp_path, N_EPOCH=1, N_MAX_SPIKE=1)
     with pytest.warns(RuntimeWarning, match="N_MAX_SPIKE"):
         yinyang(p).train(p)
-    log = utils.load_epoch_log(str(tmp_path / "yy_log.jsonl"))
+    log = storage.load_epoch_log(str(tmp_path / "yy_log.jsonl"))
     assert log[-1]["n_unstored_spikes"] > 0
 
 
@@ -178,7 +178,7 @@ def test_rewire_silent_lifts_the_inputs_of_silent_neurons(tmp_path):
 
 
 def test_a_typo_in_the_module_dictionary_itself_is_caught(monkeypatch):
-    import simulator_yinyang
+    from eventprop.simulators import yinyang as simulator_yinyang
     monkeypatch.setitem(simulator_yinyang.p, "N_EPOCHS", 3)
     with pytest.raises(KeyError, match="N_EPOCHS.*N_EPOCH"):
         yinyang(simulator_yinyang.p)
@@ -195,7 +195,7 @@ def test_cross_validate_runs_only_the_selected_folds(tmp_path):
 
 
 def test_k_folds_partition_the_samples():
-    from experiment import k_folds
+    from eventprop.training.experiment import k_folds
     folds = list(k_folds(10, 3, 0))
     assert [f for f, _, _ in folds] == [0, 1, 2]
     validation = np.concatenate([v for _, _, v in folds])
@@ -210,7 +210,7 @@ def test_train_yinyang_script(tmp_path, monkeypatch, capsys):
     import runpy
     import sys
 
-    import simulator_yinyang
+    from eventprop.simulators import yinyang as simulator_yinyang
 
     def shrink(p):
         return dict(p, N_TRAIN=60, N_TEST=20, N_EPOCH=2, DT_MS=0.5, N_BATCH=30, PROGRESS=False)

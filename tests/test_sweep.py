@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-import sweep
+from eventprop.tools import sweep
 
 distributed = pytest.importorskip("distributed")
 
@@ -105,7 +105,7 @@ def test_parameter_sets_are_the_grid_times_the_sets():
 
 @pytest.mark.parametrize("name", ["shd_final_crossvalidation.json", "shd_loss_comparison.json"])
 def test_the_paper_sweep_files_are_valid(name):
-    from simulator_SHD import validate
+    from eventprop.simulators.shd import validate
     path = os.path.join(os.path.dirname(TESTS), "sweeps", name)
     spec = sweep.load_spec(path)
     all_tasks = sweep.tasks(spec)

@@ -6,17 +6,19 @@ import os
 import numpy as np
 import pytest
 
-import utils
-from spike_data import SpikeData, times_to_steps
+from eventprop.config import checks
+from eventprop import optim
+from eventprop import storage
+from eventprop.data.spikes import SpikeData, times_to_steps
 
 DEFAULTS = {"ETA": 1e-3, "N_BATCH": 32, "LOSS_TYPE": "sum", "PDROP": 0.0}
-RULES = {"ETA": utils.positive, "N_BATCH": utils.integer_at_least(1),
-         "LOSS_TYPE": utils.one_of("sum", "max"), "PDROP": utils.probability}
+RULES = {"ETA": checks.positive, "N_BATCH": checks.integer_at_least(1),
+         "LOSS_TYPE": checks.one_of("sum", "max"), "PDROP": checks.probability}
 
 
 def test_unknown_key_names_it_and_suggests():
     with pytest.raises(KeyError) as e:
-        utils.check_params({"N_BTACH": 4}, DEFAULTS, RULES)
+        checks.check_params({"N_BTACH": 4}, DEFAULTS, RULES)
     assert "N_BTACH" in str(e.value) and "N_BATCH" in str(e.value)
 
 
@@ -25,18 +27,18 @@ def test_unknown_key_names_it_and_suggests():
                                        ("PDROP", True)])
 def test_invalid_value_names_key(key, value):
     with pytest.raises(ValueError, match=key):
-        utils.check_params({key: value}, DEFAULTS, RULES)
+        checks.check_params({key: value}, DEFAULTS, RULES)
 
 
 def test_defaults_filled_and_input_untouched():
     p = {"ETA": 0.5}
-    full = utils.check_params(p, DEFAULTS, RULES)
+    full = checks.check_params(p, DEFAULTS, RULES)
     assert full["ETA"] == 0.5 and full["N_BATCH"] == 32 and p == {"ETA": 0.5}
 
 
 def test_adam_matches_closed_form():
     """First step moves by eta sign(g) (bias correction); later steps follow the recursion."""
-    adam = utils.Adam(0.9, 0.999, 1e-8)
+    adam = optim.Adam(0.9, 0.999, 1e-8)
     params = {"w": np.array([1.0, -2.0, 0.5])}
     g = np.array([0.3, -0.1, 0.0])
     adam.step(params, {"w": g}, 0.01, ["w"])
@@ -48,33 +50,33 @@ def test_adam_matches_closed_form():
     adam.step(params, {"w": g2}, 0.01, ["w"])
     assert np.allclose(params["w"], expected)
     state = adam.state()
-    fresh = utils.Adam()
+    fresh = optim.Adam()
     fresh.load_state(state)
     assert fresh.t == 2 and np.allclose(fresh.m["w"], adam.m["w"])
 
 
 def test_atomic_files(tmp_path):
     path = tmp_path / "sub" / "a.npy"
-    utils.save_npy(str(path), np.arange(3))
+    storage.save_npy(str(path), np.arange(3))
     assert np.array_equal(np.load(path), np.arange(3))
-    utils.save_json(str(tmp_path / "p.json"), {"a": np.float32(1.5), "b": np.arange(2)})
+    storage.save_json(str(tmp_path / "p.json"), {"a": np.float32(1.5), "b": np.arange(2)})
     assert json.load(open(tmp_path / "p.json")) == {"a": 1.5, "b": [0, 1]}
-    log = utils.EpochLog(str(tmp_path / "log.jsonl"))
+    log = storage.EpochLog(str(tmp_path / "log.jsonl"))
     log.write(epoch=0, acc=0.5)
     log.write(epoch=1, acc=0.75)
-    assert [r["acc"] for r in utils.load_epoch_log(str(tmp_path / "log.jsonl"))] == [0.5, 0.75]
+    assert [r["acc"] for r in storage.load_epoch_log(str(tmp_path / "log.jsonl"))] == [0.5, 0.75]
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp_")]
 
 
 def test_failed_write_leaves_old_file(tmp_path):
     path = str(tmp_path / "x.txt")
-    utils.save_text(path, "old")
+    storage.save_text(path, "old")
 
     def broken(f):
         f.write(b"partial")
         raise RuntimeError("killed")
     with pytest.raises(RuntimeError):
-        utils._atomic_write(path, broken)
+        storage._atomic_write(path, broken)
     assert open(path).read() == "old"
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp_")]
 
@@ -124,7 +126,7 @@ def test_input_dropout_deletes_spikes():
 
 
 def test_learning_rate_ease_in_reaches_the_target_and_stays():
-    from utils import LearningRateSchedule
+    from eventprop.optim import LearningRateSchedule
     lr = LearningRateSchedule(1e-3, ease_in_factor=1.05)
     assert lr.rate == pytest.approx(1e-6)
     rates = [lr.after_trial() for _ in range(200)]
@@ -137,7 +139,7 @@ def test_learning_rate_plateau_on_a_synthetic_accuracy_sequence():
     """Rising accuracy: E1 (fast) stays above E2 (slow), no reduction. A noisy plateau: once E2
     has caught up, E1 drops to E2 on the dips and the target halves, at most once per
     min_epochs_fixed + 1 epochs."""
-    from utils import LearningRateSchedule
+    from eventprop.optim import LearningRateSchedule
     lr = LearningRateSchedule(1e-3, alpha1=0.8, alpha2=0.95, factor=0.5, min_epochs_fixed=5)
     rising = [0.5 + 0.02 * e for e in range(20)]
     assert not any(lr.end_of_epoch(e, a) for e, a in enumerate(rising))
@@ -151,14 +153,14 @@ def test_learning_rate_plateau_on_a_synthetic_accuracy_sequence():
 
 def test_learning_rate_without_evaluation_halves_every_min_epochs_plus_one():
     """As in the original: accuracy 0 (no evaluation set) makes E1 <= E2 always true."""
-    from utils import LearningRateSchedule
+    from eventprop.optim import LearningRateSchedule
     lr = LearningRateSchedule(1.0, min_epochs_fixed=3)
     reductions = [e for e in range(1, 13) if lr.end_of_epoch(e, 0.0)]
     assert reductions == [4, 8, 12]
 
 
 def test_learning_rate_state_round_trip_continues_exactly():
-    from utils import LearningRateSchedule
+    from eventprop.optim import LearningRateSchedule
     lr = LearningRateSchedule(1e-3, min_epochs_fixed=0)
     for _ in range(20):
         lr.after_trial()
@@ -173,7 +175,7 @@ def test_learning_rate_state_round_trip_continues_exactly():
 
 
 def test_exponential_decay_multiplies_at_every_epoch_start():
-    from utils import ExponentialDecay
+    from eventprop.optim import ExponentialDecay
     lr = ExponentialDecay(1.0, 0.5)
     rates = []
     for _ in range(3):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from yinyang_data import generate_yinyang, yinyang_class, yinyang_spike_times
+from eventprop.data.yinyang import generate_yinyang, yinyang_class, yinyang_spike_times
 
 
 def _to_xy(features, r_big=1.0):

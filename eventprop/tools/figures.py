@@ -23,7 +23,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-import utils
+from eventprop import storage
 
 # Parameters that tell runs of one parameter set apart: seeds, folds, names and folders. Runs
 # whose parameter files agree on every other key are drawn together by ``draw_all``.
@@ -83,7 +83,7 @@ def load_results(path):
 
 def load_log(path):
     """``{NAME}_log.jsonl`` as a list of per-epoch dicts (the last pass over each epoch)."""
-    records = utils.load_epoch_log(path)
+    records = storage.load_epoch_log(path)
     return [records[i] for i in _keep_last_pass([r.get("epoch", i) for i, r in
                                                  enumerate(records)])]
 
@@ -838,7 +838,7 @@ def draw_all(folder, out_folder=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        description="Draw every figure of the runs under a folder (PNG and PDF).")
+        prog="eventprop figures", description="Draw every figure of the runs under a folder (PNG and PDF).")
     parser.add_argument("folder", help="folder searched for *_results.txt and summary.csv")
     parser.add_argument("--out", default=None, help="output folder (default: FOLDER/figures)")
     args = parser.parse_args(argv)

@@ -31,7 +31,7 @@ import mnist
 import numpy as np
 from numba import njit
 
-from spike_data import SpikeData, times_to_steps
+from eventprop.data.spikes import SpikeData, times_to_steps
 
 SOURCE_URL = "http://yann.lecun.com/exdb/mnist/"
 MIRROR_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"

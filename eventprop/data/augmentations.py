@@ -13,7 +13,7 @@ spike, as they would at the input population.
 import numpy as np
 from numba import njit
 
-from spike_data import SpikeData, empty_float64, empty_int32, times_to_steps
+from eventprop.data.spikes import SpikeData, empty_float64, empty_int32, times_to_steps
 
 AUGMENTATION_KEYS = ("random_shift", "random_dilate", "ID_jitter", "blend")
 

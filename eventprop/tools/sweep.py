@@ -35,7 +35,7 @@ import traceback
 import numpy as np
 from tqdm import tqdm
 
-import utils
+from eventprop import storage
 
 SIMULATORS = {"simulator_yinyang": "yinyang", "simulator_SHD": "SHD_model",
               "simulator_MNIST": "mnist_model", "simulator_SMNIST": "SMNIST_model",
@@ -125,7 +125,7 @@ def _status(folder):
 def _best_eval_accuracy(folder):
     """Highest evaluation accuracy of any epoch in the task's logs (nan without evaluation)."""
     values = [value for name in sorted(os.listdir(folder)) if name.endswith("_log.jsonl")
-              for record in utils.load_epoch_log(os.path.join(folder, name))
+              for record in storage.load_epoch_log(os.path.join(folder, name))
               for key, value in record.items()
               if key.endswith("_acc") and not key.startswith("train")]
     return float(max(values)) if values else float("nan")
@@ -149,7 +149,7 @@ def run_task(simulator, class_name, method, task):
     _select_gpu()
     folder = task["folder"]
     os.makedirs(folder, exist_ok=True)
-    timer = utils.Timer()
+    timer = storage.Timer()
     record = {"set": task["set"], "fold": task["fold"], "overrides": task["overrides"],
               "fold_value": task["fold_value"], "parameters": task["p"]}
     try:
@@ -165,10 +165,10 @@ def run_task(simulator, class_name, method, task):
                       best_eval_acc=_best_eval_accuracy(folder))
     except Exception:
         text = traceback.format_exc()
-        utils.save_text(os.path.join(folder, "error.txt"), text)
+        storage.save_text(os.path.join(folder, "error.txt"), text)
         record.update(status="failed", error=text)
     record["seconds"] = timer()
-    utils.save_json(os.path.join(folder, "task.json"), record)
+    storage.save_json(os.path.join(folder, "task.json"), record)
     return record
 
 
@@ -240,7 +240,7 @@ def run_sweep(source, out_dir=None, client=None, workers=None, scheduler=None, p
     if class_name is None:
         raise ValueError(f"sweep 'class' is needed for simulator {simulator!r}")
     os.makedirs(out_dir, exist_ok=True)
-    utils.save_json(os.path.join(out_dir, "sweep.json"), spec)
+    storage.save_json(os.path.join(out_dir, "sweep.json"), spec)
     all_tasks = tasks(spec, out_dir)
     records, todo = {}, []
     for task in all_tasks:
@@ -305,7 +305,7 @@ def write_summaries(records, out_dir):
         row.update({m: r.get(m) for m in metrics})
         rows.append(row)
     columns = ["set", "fold", "fold_value", "status", *swept, *metrics, "seconds"]
-    utils.save_text(os.path.join(out_dir, "summary.csv"), _csv_text(rows, columns))
+    storage.save_text(os.path.join(out_dir, "summary.csv"), _csv_text(rows, columns))
     per_set = []
     for s in sorted({r["set"] for r in records}):
         mine = [r for r in records if r["set"] == s]
@@ -321,20 +321,21 @@ def write_summaries(records, out_dir):
         per_set.append(row)
     columns = ["set", "n_folds", "n_done", *swept,
                *[f"{m}_{s}" for m in metrics for s in ("mean", "std")]]
-    utils.save_text(os.path.join(out_dir, "summary_sets.csv"), _csv_text(per_set, columns))
+    storage.save_text(os.path.join(out_dir, "summary_sets.csv"), _csv_text(per_set, columns))
     for s in sorted({r["set"] for r in records}):
         r = next(r for r in records if r["set"] == s)
-        utils.save_json(os.path.join(out_dir, f"set{s:03d}", "set.json"),
+        storage.save_json(os.path.join(out_dir, f"set{s:03d}", "set.json"),
                         {"overrides": r["overrides"], "parameters": r["parameters"]})
 
 
-def main():
-    parser = argparse.ArgumentParser(description="Run a parameter sweep on Dask.")
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="eventprop sweep",
+                                     description="Run a parameter sweep on Dask.")
     parser.add_argument("sweep", help="sweep file (.json, .yaml)")
     parser.add_argument("--out", default=None, help="output folder (default: the file's out_dir)")
     parser.add_argument("--workers", type=int, default=None, help="local workers")
     parser.add_argument("--scheduler", default=None, help="address of a running scheduler")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     records = run_sweep(args.sweep, args.out, workers=args.workers, scheduler=args.scheduler)
     raise SystemExit(1 if any(r["status"] != "done" for r in records) else 0)
 

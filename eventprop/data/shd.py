@@ -25,8 +25,8 @@ import os
 
 import numpy as np
 
-import utils
-from spike_data import SpikeData
+from eventprop import storage
+from eventprop.data.spikes import SpikeData
 
 DATA_FILES = {
     "SHD": {"train": "shd_train.h5", "test": "shd_test.h5"},
@@ -246,7 +246,7 @@ def load_dataset(data_dir, dataset, split, dt_ms, trial_ms, rescale_t=1.0, resca
         step_lists.append(s)
         channel_lists.append(c)
     data = SpikeData.from_lists(step_lists, channel_lists, raw.labels, n_steps, N_CHANNELS)
-    utils.save_npz(path, {
+    storage.save_npz(path, {
         "key": np.array(key), **data.arrays(),
         "has_speakers": np.array(raw.speakers is not None),
         "speakers": raw.speakers if raw.speakers is not None else np.zeros(0, np.int64)})

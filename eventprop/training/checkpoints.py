@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-import utils
+from eventprop import storage
 
 
 def parameter_slots(net, tau_stems=("taum", "tausyn")):
@@ -52,7 +52,7 @@ def parameter_files(net, tau_stems=("taum", "tausyn")):
 def save_parameters(net, prefix, suffix, tau_stems=("taum", "tausyn")):
     """Every array of ``parameter_files`` as ``{prefix}_{stem}_{suffix}.npy``."""
     for stem, array in parameter_files(net, tau_stems).items():
-        utils.save_npy(f"{prefix}_{stem}_{suffix}.npy", array)
+        storage.save_npy(f"{prefix}_{stem}_{suffix}.npy", array)
 
 
 def checkpoint_path(prefix, label):
@@ -68,7 +68,7 @@ def save_checkpoint(prefix, label, trainer, schedule, epoch, best):
     state.update(schedule.state())
     state.update(epoch=np.array(epoch), n_updates=np.array(trainer.n_updates),
                  best=np.array(best))
-    utils.save_npz(checkpoint_path(prefix, label), state)
+    storage.save_npz(checkpoint_path(prefix, label), state)
 
 
 def _load_parameter_files(net, prefix, label):

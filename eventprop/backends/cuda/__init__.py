@@ -89,7 +89,7 @@ import numpy as np
 from numba import cuda
 from numba.core import config
 
-from models import (alif_imv, alif_spike_jump, alif_threshold_decay, lif_adjoint_update,
+from eventprop.models import (alif_imv, alif_spike_jump, alif_threshold_decay, lif_adjoint_update,
                     lif_coefficients, lif_imv, lif_membrane_update, lif_spike_jump, normal_hash, synapse_decay,
                     tau_m_gradient, tau_s_gradient, uniform_hash)
 

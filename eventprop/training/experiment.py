@@ -10,9 +10,10 @@ import warnings
 import numpy as np
 from tqdm import tqdm
 
-import checkpoints
-import utils
-from simulation import Recorder, rewire_silent
+from eventprop.training import checkpoints
+from eventprop import storage
+from eventprop.training.recorder import Recorder
+from eventprop.training.rewiring import rewire_silent
 
 # Random streams of one epoch: each depends only on its seed, the epoch and the stream, so a run
 # resumed from a checkpoint draws exactly the numbers an uninterrupted run draws.
@@ -62,7 +63,7 @@ class EpochArrays:
                               dtype=np.int64)
             for i, r in enumerate(self.rows):
                 stacked[i, :len(r)] = r
-        utils.save_npy(self.path, stacked)
+        storage.save_npy(self.path, stacked)
 
 
 class Experiment:
@@ -70,7 +71,7 @@ class Experiment:
 
     A subclass sets ``n_classes`` and defines
       ``make_network(p)`` -> ``simulation.Trainer``,
-      ``make_schedule(p)`` -> ``utils.ExponentialDecay`` or ``utils.LearningRateSchedule``,
+      ``make_schedule(p)`` -> ``optim.ExponentialDecay`` or ``optim.LearningRateSchedule``,
       ``epoch_data(p, epoch, train, evaluation)`` -> (train, evaluation, order) of one epoch,
     and may override ``dropout``, ``recording_filters``, ``wants_weight_snapshot`` and
     ``wants_tau_snapshot``.
@@ -112,7 +113,7 @@ class Experiment:
         fold, list of seconds per fold)."""
         accuracies, seconds = [], []
         for k, train_idx, eval_idx in folds:
-            timer = utils.Timer()
+            timer = storage.Timer()
             fold_p = dict(p, NAME=f"{p['NAME']}_fold{k}", FOLDS=[k])
             _, train, evaluation = self.run(fold_p, data.subset(train_idx),
                                              data.subset(eval_idx), p["N_EPOCH"], True,
@@ -133,7 +134,7 @@ class Experiment:
         (recorder, training stats, evaluation stats) of the last epoch run."""
         prefix = self.prefix(p)
         os.makedirs(p["OUT_DIR"], exist_ok=True)
-        utils.save_json(prefix + ".json", p)
+        storage.save_json(prefix + ".json", p)
         trainer = self.make_network(p)
         net = trainer.net
         schedule = self.make_schedule(p)
@@ -148,14 +149,14 @@ class Experiment:
             first_epoch = done + 1 if learn else 0
             best = best if learn else -1.0
         files = self._epoch_files(p, first_epoch)
-        results = utils.ResultsFile(prefix + "_results.txt", self._debug_columns(p, net))
-        log = utils.EpochLog(prefix + "_log.jsonl")
+        results = storage.ResultsFile(prefix + "_results.txt", self._debug_columns(p, net))
+        log = storage.EpochLog(prefix + "_log.jsonl")
         p_in, p_hid = self.dropout(p)
         trial_seed = p["TRAIN_DATA_SEED"]         # seeds hidden dropout and noise of every trial
         if trial_seed is None:
             trial_seed = int(np.random.SeedSequence().entropy % 2**31)
         train_stats = eval_stats = None
-        total = utils.Timer()
+        total = storage.Timer()
         for epoch in range(first_epoch, n_epoch):
             tr, ev, order = self.epoch_data(p, epoch, train if learn else None, evaluation)
             train_stats = eval_stats = None
@@ -205,7 +206,7 @@ class Experiment:
             return
         for stem, array in checkpoints.parameter_files(net, ("tau_m", "tau_syn")).items():
             if (taus if stem.startswith("tau") else weights):
-                utils.save_npy(f"{self.prefix(p)}_{stem}_e{epoch}_t{trial}.npy", array)
+                storage.save_npy(f"{self.prefix(p)}_{stem}_e{epoch}_t{trial}.npy", array)
 
     def _rewire(self, p, net, epoch, train, evaluation):
         """REWIRE_SILENT with the spike counts of the whole epoch (training and
@@ -297,7 +298,7 @@ class Experiment:
         if stats is not None and stats.accuracy > best:
             best = stats.accuracy
             checkpoints.save_checkpoint(prefix, "best", trainer, schedule, epoch, best)
-            utils.save_text(prefix + "_best.txt", line + "\n")
+            storage.save_text(prefix + "_best.txt", line + "\n")
         if p.get("CHECKPOINT", True):
             checkpoints.save_checkpoint(prefix, "last", trainer, schedule, epoch, best)
         return best

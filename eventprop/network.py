@@ -17,9 +17,9 @@ import warnings
 import numba
 import numpy as np
 
-import engine_cpu
-import losses
-from models import lif_coefficients
+from eventprop.backends import cpu as engine_cpu
+from eventprop import losses
+from eventprop.models import lif_coefficients
 
 HIDDEN_TYPES = ("LIF", "hetLIF", "ALIF")
 OUTPUT_TYPES = ("LI", "hetLI")
@@ -44,7 +44,7 @@ def select_engine(backend, cuda_visible_devices=True, manual_gpu=None):
                            "(numba.cuda.is_available() is False); use 'cpu' or 'auto'")
     if not config.ENABLE_CUDASIM:
         select_gpu(cuda_visible_devices, manual_gpu)
-    import engine_cuda
+    from eventprop.backends import cuda as engine_cuda
     return engine_cuda
 
 
@@ -558,7 +558,7 @@ class EventPropNetwork:
         """The loss on the device (``losses_cuda``): a ``losses.OutputTerms`` whose backward
         terms are device arrays and whose predictions, losses and correctness (one small copy)
         are on the host."""
-        import losses_cuda
+        from eventprop.backends.cuda import loss as losses_cuda
         terms, summary = losses_cuda.output_terms_device(
             ws.buffer, self.loss_type, out["V_out_tr"], out["first_step"], d_labels, self.dt,
             self.trial_ms, d["tau_m_output"], self.n_batch, tau_0=self.tau_0, tau_1=self.tau_1,

@@ -59,7 +59,7 @@ import numpy as np
 from numba import cuda
 from numba.core import config
 
-import losses
+from eventprop import losses
 
 # Loss-type flags of the kernel; the integral losses come first (flag <= SUM_WEIGH_INPUT).
 SUM, SUM_WEIGH_LINEAR, SUM_WEIGH_EXP, SUM_WEIGH_SIGMOID, SUM_WEIGH_INPUT = 0, 1, 2, 3, 4

@@ -36,8 +36,8 @@ import warnings
 
 import numpy as np
 
-import utils
-from spike_data import SpikeData
+from eventprop import storage
+from eventprop.data.spikes import SpikeData
 
 SOURCE_URL = "https://research.ibm.com/interactive/dvsgesture/"
 DATASET_FOLDER = "DVSGesture"            # tonic's folder under save_to (the class name)
@@ -271,7 +271,7 @@ def load_split(data_dir, split, dt_ms, trial_ms, start_ms=0.0, cache_dir=None, d
             data = None                          # unreadable or stale cache: rebuild it
     if data is None:
         data, users, files = _bin_split(data_dir, split, recordings, dt_ms, n_steps, start_ms)
-        utils.save_npz(path, {"key": np.array(key), **data.arrays(), "users": users,
+        storage.save_npz(path, {"key": np.array(key), **data.arrays(), "users": users,
                               "files": np.array(files)})
     empty = np.flatnonzero(data.spike_counts() == 0)
     if len(empty):

@@ -1,0 +1,389 @@
+"""Spiking Heidelberg Digits (SHD, 20 classes) and Spiking Speech Commands (SSC, 35 classes):
+700 input channels (x (N_INPUT_DELAY + 1) with a delay line) -> N_HID_LAYER x NUM_HIDDEN hidden
+neurons (optionally recurrent) -> one output neuron per class. The paper's main benchmark.
+
+Usage, as in the reference:
+
+    from eventprop.simulators.shd import p, SHD_model
+    p["NUM_HIDDEN"] = 512
+    p["DATA_DIR"] = "data"          # holds SHD/shd_train.h5, SHD/shd_test.h5 (or SSC/...)
+    model = SHD_model(p)
+    spike_t, spike_ID, rec_vars_n, rec_vars_s, train_acc, eval_acc = model.train(p)
+
+Data are read from the official HDF5 files, binned to DT_MS once and cached; every
+epoch then rebuilds the training set: class balancing, spike-number normalisation and the
+augmentations of AUGMENTATION in their order, a new sample order; the delay line copies the
+inputs per mini-batch.
+"""
+import copy
+import difflib
+import os
+
+import numpy as np
+
+from eventprop.data import augmentations
+from eventprop.config import parameters
+from eventprop.data import shd as shd_data
+from eventprop.config import checks
+from eventprop import optim
+from eventprop import storage
+from eventprop.data.augmentations import reduce_classes
+from eventprop.training.experiment import STREAM_DATA, Experiment, epoch_rng, training_order
+from eventprop.training.build import build_network, trainable_parameters
+from eventprop.training.trainer import Trainer
+
+N_CLASSES = {"SHD": 20, "SSC": 35}
+
+p = {
+    "OUT_DIR": ".",             # folder for every file a run writes
+    "NAME": "test",             # prefix of those files
+    "DEBUG_HIDDEN_N": False,    # hidden-activity statistics per layer in the results file
+    "DT_MS": 1.0,
+    "BUILD": True,              # accepted for compatibility; kernels compile on first use
+    "TIMING": True,             # accepted for compatibility; seconds per epoch are always logged
+    "PROFILE": False,           # accepted for compatibility; no effect
+    "TRAIN_DATA_SEED": 123,     # splits, sample order, augmentation, balancing, input dropout
+    "TEST_DATA_SEED": 456,      # accepted for compatibility; unused (as in the original)
+    "MODEL_SEED": None,         # weight initialisation, hetLIF taus, rewiring (None: random)
+    "TRIAL_MS": 1400.0,
+    "N_MAX_SPIKE": 1500,        # spikes per neuron and trial kept for the backward pass
+    "N_BATCH": 32,
+    "N_TRAIN": 7644,            # training samples (with "blend": the size after blending)
+    "N_VALIDATE": 512,          # validation samples of EVALUATION "random"; 0: no evaluation
+    "N_EPOCH": 100,
+    "SHUFFLE": True,
+    "NUM_HIDDEN": 256,
+    "RECURRENT": False,
+    "N_HID_LAYER": 1,
+    "N_INPUT_DELAY": 0,         # delay line: this many delayed copies of the 700 inputs ...
+    "INPUT_DELAY": 50.0,        # ... spaced by this many ms
+    "TAU_SYN": 5.0,
+    "TAU_MEM": 20.0,
+    "V_THRESH": 1.0,
+    "V_RESET": 0.0,
+    "HIDDEN_NEURON_TYPE": "LIF",    # "LIF", "hetLIF", "ALIF"
+    "OUTPUT_NEURON_TYPE": "LI",     # "LI", "hetLI"
+    "TAU_B": 100.0,             # ALIF adaptation time constant (ms)
+    "B_INCR": 0.1,              # ALIF threshold increment per spike
+    "B_INIT": 0.0,              # ALIF initial threshold offset (only 0 is supported)
+    "INPUT_HIDDEN_MEAN": 0.02,
+    "INPUT_HIDDEN_STD": 0.01,
+    "HIDDEN_OUTPUT_MEAN": 0.0,
+    "HIDDEN_OUTPUT_STD": 0.3,
+    "HIDDEN_HIDDEN_MEAN": 0.0,      # recurrent weights
+    "HIDDEN_HIDDEN_STD": 0.02,
+    "HIDDEN_HIDDENFWD_MEAN": 0.02,  # weights from one hidden layer to the next
+    "HIDDEN_HIDDENFWD_STD": 0.01,
+    "PDROP_INPUT": 0.1,         # input dropout (deletes spikes)
+    "PDROP_HIDDEN": 0.0,        # hidden "dropout" (delays spikes)
+    "HIDDEN_NOISE": 0.0,        # membrane noise amplitude in training trials
+    "REG_TYPE": "none",         # "none", "simple", "Thomas1"
+    "LBD_UPPER": 2e-9,
+    "LBD_LOWER": 2e-9,
+    "NU_UPPER": 14,
+    "RHO_UPPER": 10000.0,
+    "GLB_UPPER": 1e-8,
+    "AVG_SNSUM": False,
+    "REWIRE_SILENT": False,     # rewire at the end of every epoch ...
+    "REWIRE_LIFT": 0.0,         # ... lifting input weights by this (0: redraw silent neurons')
+    "REWIRE_LIFT_SILENT_ONLY": False,  # lift only silent neurons' inputs (original: all)
+    "ETA": 1e-3,
+    "ADAM_BETA1": 0.9,
+    "ADAM_BETA2": 0.999,
+    "ADAM_EPS": 1e-8,
+    "LR_EASE_IN_FACTOR": 1.05,
+    "EMA_ALPHA1": 0.8,
+    "EMA_ALPHA2": 0.95,
+    "ETA_FAC": 0.5,
+    "MIN_EPOCH_ETA_FIXED": 300,
+    "EMA_WHICH": "validation",  # accuracy driving the plateau schedule: "validation", "training"
+    "TRAIN_TAU": False,
+    "MIN_TAU_M": 3.0,
+    "MIN_TAU_SYN": 1.0,
+    "TRAIN_TAU_OUTPUT": False,
+    "TRAIN_W": True,            # train input->hidden and hidden->hidden weights
+    "TRAIN_W_OUTPUT": True,     # train hidden->output weights
+    "W_OUTPUT_EPOCH_TRIAL": [],     # [epoch, trial] pairs: weight snapshots
+    "TAU_OUTPUT_EPOCH_TRIAL": [],   # [epoch, trial] pairs: time-constant snapshots
+    "SPK_REC_STEPS": None,      # accepted for compatibility; recordings have no step limit
+    "REC_SPIKES": [],           # "input", "hidden0", "hidden1", ..., "output"
+    "REC_NEURONS": [],          # (population, "V" or "I")
+    "REC_SYNAPSES": [],         # (projection, "w")
+    "REC_SPIKES_EPOCH_TRIAL": [],   # [epoch, trial] pairs to record (empty: none)
+    "REC_NEURONS_EPOCH_TRIAL": [],
+    "REC_SYNAPSES_EPOCH_TRIAL": [],
+    "WRITE_TO_DISK": True,      # save recordings
+    "LOAD_LAST": False,         # resume from checkpoint "last" (test: use its weights)
+    "LOAD_BEST": False,         # ... from checkpoint "best"
+    "CHECKPOINT_NAME": None,    # prefix of the checkpoint to load (None: NAME)
+    "CHECKPOINT": True,         # write checkpoint "last" after every epoch
+    "CHECKPOINT_BEST": "neither",   # checkpoint "best" on improved "validation" / "training"
+    "LOSS_TYPE": "sum_weigh_exp",
+    "TAU_ACCUMULATOR": 20.0,    # sum_weigh_input
+    "TAU_0": 1.0,
+    "TAU_1": 100.0,
+    "ALPHA": 5e-5,
+    "EVALUATION": "random",     # "random", "speaker", "validation_set" (SSC)
+    "SPEAKER_LEFT": [0],        # indices into the sorted speaker ids
+    "CUDA_VISIBLE_DEVICES": True,   # BACKEND cuda: True: the env. variable picks the GPU
+    "REDUCED_CLASSES": None,    # list of classes to keep (relabelled 0, 1, ... in this order)
+    "AUGMENTATION": {"NORMALISE_SPIKE_NUMBER": False},
+    "COLLECT_CONFUSION": False,
+    "REC_PREDICTIONS": False,
+    "RESCALE_T": 1.0,
+    "RESCALE_X": 1.0,
+    "BALANCE_TRAIN_CLASSES": False,
+    "BALANCE_EVAL_CLASSES": False,
+    "DATA_SET": "SHD",          # "SHD" or "SSC"
+    "DATASET": None,            # the same choice under the README's name (overrides DATA_SET)
+    "DATA_DIR": "data",         # the files are in DATA_DIR/SHD/ and DATA_DIR/SSC/
+    "CACHE_DIR": None,          # binned data cache (None: DATA_DIR/<data set>/cache)
+    "DOWNLOAD": False,          # fetch missing files through tonic (needs internet)
+    "DATA_BUFFER_NAME": None,   # accepted for compatibility; the cache is in CACHE_DIR
+    "TEST_ST_INTEGRITY": False,  # accepted for compatibility; no effect
+    "DTYPE": "float32",         # "float32" or "float64"
+    "BACKEND": "auto",         # "auto" (the GPU when one is usable, else the CPU), "cpu", "cuda"
+    "PROGRESS": True,           # progress bar and one line per epoch
+}
+
+# The paper's final configurations: the base scan settings with the best condition of
+# the final SHD cross-validation scan (1024 recurrent LIF, delay line 10 x 30 ms with input weights
+# divided by 10, shift 40 + blend 0.5/0.5 with N_TRAIN doubled and 50 epochs, rewiring lift 0.002),
+# and the same grid point for SSC on its official validation split.
+PAPER_SHD = {
+    "DATA_SET": "SHD", "LOSS_TYPE": "sum_weigh_exp", "N_BATCH": 32, "ETA": 1e-3,
+    "REG_TYPE": "simple", "LBD_UPPER": 5e-10, "LBD_LOWER": 5e-10, "NU_UPPER": 14,
+    "AVG_SNSUM": True, "RECURRENT": True, "NUM_HIDDEN": 1024, "HIDDEN_NEURON_TYPE": "LIF",
+    "INPUT_HIDDEN_MEAN": 0.003, "INPUT_HIDDEN_STD": 0.001,
+    "HIDDEN_OUTPUT_MEAN": 0.0, "HIDDEN_OUTPUT_STD": 0.03,
+    "HIDDEN_HIDDEN_MEAN": 0.0, "HIDDEN_HIDDEN_STD": 0.02,
+    "PDROP_INPUT": 0.0, "PDROP_HIDDEN": 0.0, "HIDDEN_NOISE": 0.0,
+    "ADAM_BETA1": 0.9, "ADAM_BETA2": 0.999,
+    "AUGMENTATION": {"random_shift": 40.0, "blend": [0.5, 0.5]},
+    "TRAIN_DATA_SEED": 372, "TEST_DATA_SEED": 814, "MODEL_SEED": 135,
+    "N_TRAIN": 2 * 7644, "N_VALIDATE": 512, "N_MAX_SPIKE": 1500, "DT_MS": 1.0,
+    "TRIAL_MS": 1000.0, "N_EPOCH": 50, "EVALUATION": "speaker",
+    "SPEAKER_LEFT": list(range(10)), "REWIRE_SILENT": True, "REWIRE_LIFT": 0.002,
+    "MIN_EPOCH_ETA_FIXED": 50, "EMA_ALPHA1": 0.8, "EMA_ALPHA2": 0.85, "ETA_FAC": 0.5,
+    "LR_EASE_IN_FACTOR": 1.05, "N_INPUT_DELAY": 10, "INPUT_DELAY": 30.0,
+    "CHECKPOINT_BEST": "training",
+}
+PAPER_SSC = dict(PAPER_SHD, DATA_SET="SSC", EVALUATION="validation_set", SPEAKER_LEFT=[0],
+                 N_TRAIN=2 * 75466, CHECKPOINT_BEST="validation")
+PRESETS = {"paper_SHD": PAPER_SHD, "paper_SSC": PAPER_SSC}
+
+AUGMENTATION_RULES = {
+    "NORMALISE_SPIKE_NUMBER": lambda v: None if isinstance(v, bool) else "must be True or False",
+    "random_shift": lambda v: checks.non_negative(v),
+    "random_dilate": lambda v: None if (isinstance(v, (list, tuple)) and len(v) == 2
+                                        and not checks.positive(v[0])
+                                        and not checks.positive(v[1]) and v[0] <= v[1])
+    else "must be [lo, hi] with 0 < lo <= hi",
+    "ID_jitter": lambda v: checks.non_negative(v),
+    "blend": lambda v: None if (isinstance(v, (list, tuple)) and len(v) > 0 and
+                                all(not checks.non_negative(x) and x <= 1 for x in v))
+    else "must be a non-empty list of probabilities",
+}
+
+
+def augmentation_rule(value, p=None):
+    if not isinstance(value, dict):
+        return "must be a dict"
+    for key, v in value.items():
+        if key not in AUGMENTATION_RULES:
+            close = difflib.get_close_matches(str(key), list(AUGMENTATION_RULES), n=2)
+            return (f"unknown augmentation {key!r}" +
+                    (f" (did you mean {', '.join(map(repr, close))}?)" if close else "") +
+                    f"; known: {', '.join(AUGMENTATION_RULES)}")
+        message = AUGMENTATION_RULES[key](v)
+        if message:
+            return f"{key!r}: {message}"
+
+
+def list_of_indices(value, p=None):
+    if not isinstance(value, (list, tuple)) or not value or any(
+            not isinstance(i, (int, np.integer)) or isinstance(i, bool) or i < 0 for i in value):
+        return "must be a non-empty list of speaker indices (0, 1, ...)"
+
+
+# The defaults as shipped: users edit p itself, so p cannot serve to detect unknown keys.
+DEFAULTS = copy.deepcopy(p)
+
+RULES = parameters.rules_for(DEFAULTS, {
+    "EVALUATION": checks.one_of("random", "speaker", "validation_set"),
+    "SPEAKER_LEFT": list_of_indices,
+    "AUGMENTATION": augmentation_rule, "RESCALE_T": checks.positive, "RESCALE_X": checks.positive,
+    "DATA_SET": checks.one_of("SHD", "SSC"), "DATASET": checks.one_of(None, "SHD", "SSC"),
+    "DATA_BUFFER_NAME": checks.anything, "TEST_ST_INTEGRITY": checks.anything,
+})
+
+
+def dataset_of(p):
+    """"SHD" or "SSC": DATASET when set, else DATA_SET."""
+    return p["DATASET"] or p["DATA_SET"]
+
+
+def validate(params):
+    """The full parameter dictionary: defaults filled in, every key and value checked."""
+    full = parameters.check(params, DEFAULTS, RULES)
+    dataset = dataset_of(full)
+    if full["EVALUATION"] == "speaker" and dataset == "SSC":
+        raise ValueError("invalid p['EVALUATION'] = 'speaker': SSC has no speaker ids; use "
+                         "'validation_set' (the official split) or 'random'")
+    if full["EVALUATION"] == "validation_set" and dataset == "SHD":
+        raise ValueError("invalid p['EVALUATION'] = 'validation_set': SHD has no validation "
+                         "file; use 'random' or 'speaker'")
+    classes = full["REDUCED_CLASSES"]
+    if classes is not None and max(classes) >= N_CLASSES[dataset]:
+        raise ValueError(f"invalid p['REDUCED_CLASSES'] = {classes}: {dataset} has classes "
+                         f"0..{N_CLASSES[dataset] - 1}")
+    return full
+
+
+class SHD_model(Experiment):
+    """SHD / SSC simulator: ``train``, ``train_test``, ``test``, ``cross_validate`` (alias
+    ``cross_validate_SHD``). ``manual_GPU`` is accepted for compatibility."""
+
+    def __init__(self, params=None, manual_GPU=None):
+        self.manual_GPU = manual_GPU
+        self._data_key = None
+        self._load_data(validate(params or {}))
+
+    # --- data -----------------------------------------------------------------------------
+    def _load_data(self, p):
+        """Binned splits of the chosen data set (read from the cache after the first time);
+        reloaded when a data key of p changes between calls."""
+        dataset = dataset_of(p)
+        key = (dataset, p["DATA_DIR"], p["CACHE_DIR"], p["DT_MS"], p["TRIAL_MS"],
+               p["RESCALE_T"], p["RESCALE_X"], p["DOWNLOAD"],
+               tuple(p["REDUCED_CLASSES"] or ()))
+        if key == self._data_key:
+            return
+        folder = os.path.join(p["DATA_DIR"], dataset)
+
+        def load(split):
+            data, speakers = shd_data.load_dataset(
+                folder, dataset, split, p["DT_MS"], p["TRIAL_MS"], p["RESCALE_T"],
+                p["RESCALE_X"], cache_dir=p["CACHE_DIR"], download=p["DOWNLOAD"])
+            return reduce_classes(data, speakers, p["REDUCED_CLASSES"])
+
+        self.train_data, self.train_speakers = load("train")
+        self.test_data, _ = load("test")
+        self.valid_data = load("valid")[0] if dataset == "SSC" else None
+        classes = p["REDUCED_CLASSES"]
+        self.n_classes = len(classes) if classes else N_CLASSES[dataset]
+        self._data_key = key
+
+    def split(self, p):
+        """(training set, evaluation set or None) of ``train`` per EVALUATION:
+        "random": a permutation (TRAIN_DATA_SEED) of the training file, its first N_VALIDATE
+        samples for validation and the next N_TRAIN for training; "speaker": every sample of
+        speaker ``sorted speaker ids[SPEAKER_LEFT[0]]`` for validation, N_TRAIN of the others for
+        training; "validation_set": N_TRAIN of the training file, the whole official validation
+        file for validation. N_VALIDATE = 0: N_TRAIN samples of the training file, no
+        evaluation."""
+        data = self.train_data
+        rng = np.random.default_rng(p["TRAIN_DATA_SEED"])
+        mode = p["EVALUATION"] if p["N_VALIDATE"] > 0 else "none"
+        if mode == "speaker":
+            ids = np.unique(self.train_speakers)
+            index = p["SPEAKER_LEFT"][0]
+            if index >= len(ids):
+                raise ValueError(f"invalid p['SPEAKER_LEFT'] = {p['SPEAKER_LEFT']}: the training "
+                                 f"file has {len(ids)} speakers (indices 0..{len(ids) - 1})")
+            left = self.train_speakers == ids[index]
+            train_idx = rng.permutation(np.flatnonzero(~left))[:p["N_TRAIN"]]
+            return data.subset(train_idx), data.subset(np.flatnonzero(left))
+        order = rng.permutation(len(data))
+        if mode == "random":
+            n_val = p["N_VALIDATE"]
+            return (data.subset(order[n_val:n_val + p["N_TRAIN"]]),
+                    data.subset(order[:n_val]))
+        evaluation = self.valid_data if mode == "validation_set" else None
+        return data.subset(order[:p["N_TRAIN"]]), evaluation
+
+    # --- what Experiment.run asks of a simulator ------------------------------------------
+    def make_network(self, p):
+        init = {"input_hidden": (p["INPUT_HIDDEN_MEAN"], p["INPUT_HIDDEN_STD"]),
+                "hidden_hidden": (p["HIDDEN_HIDDEN_MEAN"], p["HIDDEN_HIDDEN_STD"]),
+                "hidden_hiddenfwd": (p["HIDDEN_HIDDENFWD_MEAN"], p["HIDDEN_HIDDENFWD_STD"]),
+                "hidden_output": (p["HIDDEN_OUTPUT_MEAN"], p["HIDDEN_OUTPUT_STD"])}
+        n_input = shd_data.N_CHANNELS * (p["N_INPUT_DELAY"] + 1)
+        net = build_network(p, n_input, self.n_classes, init,
+                            manual_gpu=self.manual_GPU)
+        return Trainer(net, p["ADAM_BETA1"], p["ADAM_BETA2"], p["ADAM_EPS"],
+                       trainable=trainable_parameters(net, p))
+
+    def make_schedule(self, p):
+        return optim.LearningRateSchedule(p["ETA"], p["LR_EASE_IN_FACTOR"], p["EMA_ALPHA1"],
+                                          p["EMA_ALPHA2"], p["ETA_FAC"],
+                                          p["MIN_EPOCH_ETA_FIXED"])
+
+    def epoch_data(self, p, epoch, train, evaluation):
+        """The data of one epoch: class balancing, spike-number normalisation,
+        augmentations of the training set in AUGMENTATION's order, the sample order, and the
+        delay line. Random numbers from TRAIN_DATA_SEED and the epoch only."""
+        rng = epoch_rng(p["TRAIN_DATA_SEED"], epoch, STREAM_DATA)
+        aug = p["AUGMENTATION"]
+        if train is not None and p["BALANCE_TRAIN_CLASSES"]:
+            train = train.subset(augmentations.balance_classes(train, rng))
+        if evaluation is not None and p["BALANCE_EVAL_CLASSES"]:
+            evaluation = evaluation.subset(augmentations.balance_classes(evaluation, rng))
+        order = None
+        if train is not None:
+            if aug.get("NORMALISE_SPIKE_NUMBER", False):
+                train, evaluation = augmentations.normalise_spike_number(train, evaluation, rng)
+            train = augmentations.apply_augmentations(train, aug, p["DT_MS"], rng,
+                                                      n_train=p["N_TRAIN"])
+            order = training_order(p, len(train), epoch)
+        if p["N_INPUT_DELAY"] > 0:
+            delay = lambda d: None if d is None else augmentations.DelayLine(
+                d, p["N_INPUT_DELAY"], p["INPUT_DELAY"], p["DT_MS"])
+            train, evaluation = delay(train), delay(evaluation)
+        return train, evaluation, order
+
+    # --- the methods ----------------------------------------------------------------------
+    def train(self, params):
+        """Train for N_EPOCH epochs on the training part of the split chosen by EVALUATION,
+        evaluating on its evaluation part after each. Returns (spike_t, spike_ID, rec_vars_n,
+        rec_vars_s, training accuracy, validation accuracy) of the last epoch (0 for a part
+        that did not run)."""
+        p = validate(params)
+        self._load_data(p)
+        train, evaluation = self.split(p)
+        return self.returns(*self.run(p, train, evaluation, p["N_EPOCH"], True, "validation"))
+
+    def train_test(self, params):
+        """Train on the whole training file for N_EPOCH epochs, evaluating on the test file after
+        each; returns as ``train`` with the test accuracy last."""
+        p = validate(params)
+        self._load_data(p)
+        return self.returns(*self.run(p, self.train_data, self.test_data, p["N_EPOCH"], True,
+                                       "test"))
+
+    def test(self, params):
+        """One epoch on the test file without learning (LOAD_LAST / LOAD_BEST, CHECKPOINT_NAME:
+        the weights of that checkpoint). Returns (..., 0.0, test accuracy)."""
+        p = validate(params)
+        self._load_data(p)
+        return self.returns(*self.run(p, None, self.test_data, 1, False, "test"))
+
+    def cross_validate(self, params):
+        """Leave-one-speaker-out: for every index in SPEAKER_LEFT a fresh network (the same
+        initial weights when MODEL_SEED is set) is trained with that speaker as the validation
+        set; fold files are named {NAME}_fold{index}_*. Returns (list of [final training
+        accuracy, final validation accuracy] per fold, list of seconds per fold)."""
+        p = validate(dict(params, EVALUATION="speaker"))
+        if p["N_VALIDATE"] == 0:
+            raise ValueError("invalid p['N_VALIDATE'] = 0: cross_validate needs an evaluation "
+                             "part (any N_VALIDATE > 0; the left-out speaker is evaluated)")
+        accuracies, seconds = [], []
+        for index in p["SPEAKER_LEFT"]:
+            timer = storage.Timer()
+            fold = dict(p, SPEAKER_LEFT=[index], NAME=f"{p['NAME']}_fold{index}")
+            *_, train_acc, eval_acc = self.train(fold)
+            accuracies.append([train_acc, eval_acc])
+            seconds.append(timer())
+        return accuracies, seconds
+
+    cross_validate_SHD = cross_validate

@@ -1,0 +1,190 @@
+"""Yin-Yang benchmark (Kriener et al. 2022): 5 inputs -> NUM_HIDDEN LIF -> 3 outputs.
+
+Usage, as in the reference:
+
+    from eventprop.simulators.yinyang import p, yinyang
+    p["NUM_HIDDEN"] = 200
+    model = yinyang(p)
+    spike_t, spike_ID, rec_vars_n, rec_vars_s, accuracy = model.train(p)
+
+Every input neuron fires once per sample: the bias neuron at 2 dt, the four feature neurons
+(x, y, 1-x, 1-y) at 2 dt + f (TRIAL_MS - 4 dt). The default loss is the time-to-first-spike loss
+``first_spike`` with spiking LIF outputs; the prediction is the earliest output (a sample with no
+output spike counts as wrong).
+"""
+import copy
+import numpy as np
+
+from eventprop.config import parameters
+from eventprop.config import checks
+from eventprop import optim
+from eventprop.training.experiment import Experiment, k_folds, training_order
+from eventprop.training.build import build_network
+from eventprop.training.trainer import Trainer
+from eventprop.data.spikes import SpikeData, times_to_steps
+from eventprop.data.yinyang import generate_yinyang, yinyang_spike_times
+
+N_INPUT = 5
+N_CLASSES = 3
+
+p = {
+    "OUT_DIR": ".",             # folder for every file a run writes
+    "NAME": "test",             # prefix of those files
+    "DT_MS": 0.1,
+    "BUILD": True,              # accepted for compatibility; kernels compile on first use
+    "TIMING": True,             # print forward/backward timing per epoch
+    "TRAIN_DATA_SEED": 123,
+    "TEST_DATA_SEED": 456,
+    "MODEL_SEED": None,         # seed of the weight initialisation (None: random)
+    "TRIAL_MS": 30.0,
+    "N_MAX_SPIKE": 400,         # spikes per neuron and trial kept for the backward pass
+    "N_BATCH": 32,
+    "N_TRAIN": 32000,           # one third of the number of training samples
+    "N_EPOCH": 10,
+    "N_TEST": 800,              # one third of the number of test samples
+    "NUM_HIDDEN": 100,
+    "TAU_SYN": 5.0,
+    "TAU_MEM": 20.0,
+    "V_THRESH": 1.0,
+    "V_RESET": 0.0,
+    "LOSS_TYPE": "first_spike",
+    "TAU_0": 0.5,
+    "TAU_1": 6.4,
+    "ALPHA": 3e-3,
+    "INPUT_HIDDEN_MEAN": 1.5,
+    "INPUT_HIDDEN_STD": 0.78,
+    "HIDDEN_OUTPUT_MEAN": 0.93,
+    "HIDDEN_OUTPUT_STD": 0.1,
+    "ETA": 5e-3,
+    "ADAM_BETA1": 0.9,
+    "ADAM_BETA2": 0.999,
+    "ADAM_EPS": 1e-8,
+    "ETA_DECAY": 0.95,          # learning rate x ETA_DECAY at the start of every epoch
+    "PDROP": 0.0,               # hidden dropout probability (delays spikes)
+    "SHUFFLE": False,           # new random order of the training samples every epoch
+    "REWIRE_SILENT": False,     # at epoch end, revive hidden neurons that did not spike ...
+    "REWIRE_LIFT": 0.0,         # ... by adding this to their input weights (0: redraw them)
+    "REWIRE_LIFT_SILENT_ONLY": True,  # lift only silent neurons' inputs (False: all, as SHD)
+    "N_FOLDS": 5,               # cross_validate: number of folds of the training set ...
+    "FOLDS": None,              # ... and which of them to run (None: all; e.g. [2] for one)
+    "DTYPE": "float32",         # "float32" or "float64"
+    "BACKEND": "auto",         # "auto" (the GPU when one is usable, else the CPU), "cpu", "cuda"
+    "REC_SPIKES": [],           # populations: "input", "hidden", "output"
+    "REC_NEURONS": [],          # (population, variable): ("output", "V")
+    "REC_SYNAPSES": [],         # (projection, "w"): "in_to_hid", "hid_to_out"
+    "REC_EPOCH_TRIAL": [],      # [epoch, trial] pairs to record (empty: every trial)
+    "WRITE_TO_DISK": True,      # save recordings
+    "LOAD_LAST": False,         # start from {NAME}_checkpoint_last (train: resume) ...
+    "LOAD_BEST": False,         # ... or from checkpoint "best" (test: with its weights)
+    "CHECKPOINT_NAME": None,    # prefix of the checkpoint to load (None: NAME)
+    "CHECKPOINT": True,         # write checkpoint "last" after every epoch
+    "CHECKPOINT_BEST": "neither",   # checkpoint "best" on improved "validation" / "training"
+    "W_REPORT_INTERVAL": 100,   # weight snapshots every this many trials ...
+    "W_EPOCH_INTERVAL": 10,     # ... in every this many-th epoch
+    "PROGRESS": True,           # progress bar and one line per epoch
+}
+
+# The defaults as shipped: users edit p itself, so p cannot serve to detect unknown keys.
+DEFAULTS = copy.deepcopy(p)
+
+RULES = parameters.rules_for(DEFAULTS, {
+    "ETA_DECAY": checks.positive, "PDROP": checks.probability,
+    "REC_EPOCH_TRIAL": checks.list_of_pairs, "W_REPORT_INTERVAL": checks.integer_at_least(1),
+    "W_EPOCH_INTERVAL": checks.integer_at_least(1),
+})
+
+
+def validate(params):
+    """The full parameter dictionary: defaults filled in, every key and value checked."""
+    full = parameters.check(params, DEFAULTS, RULES)
+    if full["TRIAL_MS"] <= 4 * full["DT_MS"]:
+        raise ValueError(f"invalid p['TRIAL_MS'] = {full['TRIAL_MS']}: must exceed 4 * DT_MS")
+    return full
+
+
+def yinyang_spike_data(n_samples, seed, dt, trial_ms):
+    """Yin-Yang samples as ``SpikeData``: 5 input channels, one spike each."""
+    features, labels = generate_yinyang(n_samples, seed)
+    steps = times_to_steps(yinyang_spike_times(features, dt, trial_ms), dt)
+    n_steps = int(round(trial_ms / dt))
+    channels = np.tile(np.arange(N_INPUT), len(labels))
+    offsets = np.arange(len(labels) + 1) * N_INPUT
+    return SpikeData(steps.ravel(), channels, offsets, labels, n_steps, N_INPUT)
+
+
+class yinyang(Experiment):
+    """Yin-Yang simulator: ``train``, ``train_test``, ``test``, ``cross_validate``."""
+
+    n_classes = N_CLASSES
+
+    def __init__(self, params=None):
+        params = validate(params or {})
+        dt, T = params["DT_MS"], params["TRIAL_MS"]
+        self.train_data = yinyang_spike_data(3 * params["N_TRAIN"], params["TRAIN_DATA_SEED"],
+                                             dt, T)
+        self.test_data = yinyang_spike_data(3 * params["N_TEST"], params["TEST_DATA_SEED"],
+                                            dt, T)
+
+    # --- what Experiment.run asks of a simulator ------------------------------------------
+    def make_network(self, p):
+        init = {"input_hidden": (p["INPUT_HIDDEN_MEAN"], p["INPUT_HIDDEN_STD"]),
+                "hidden_output": (p["HIDDEN_OUTPUT_MEAN"], p["HIDDEN_OUTPUT_STD"])}
+        net = build_network(p, N_INPUT, N_CLASSES, init)
+        return Trainer(net, p["ADAM_BETA1"], p["ADAM_BETA2"], p["ADAM_EPS"],
+                       trainable=["w_input_hidden", "w_hidden_output"])
+
+    def make_schedule(self, p):
+        return optim.ExponentialDecay(p["ETA"], p["ETA_DECAY"])
+
+    def epoch_data(self, p, epoch, train, evaluation):
+        order = training_order(p, len(train), epoch) if train is not None else None
+        return train, evaluation, order
+
+    def dropout(self, p):
+        return 0.0, p["PDROP"]
+
+    def recording_filters(self, p):
+        trials = p["REC_EPOCH_TRIAL"] or None          # empty: every trial
+        return {kind: trials for kind in ("spikes", "neurons", "synapses")}
+
+    def wants_weight_snapshot(self, p, epoch, trial):
+        return epoch % p["W_EPOCH_INTERVAL"] == 0 and trial % p["W_REPORT_INTERVAL"] == 0
+
+    def wants_tau_snapshot(self, p, epoch, trial):
+        return False
+
+    # ------------------------------------------------------------------------------------------
+    def train(self, params):
+        """Train on the training set for N_EPOCH epochs (no evaluation part). Returns
+        (spike_t, spike_ID, rec_vars_n, rec_vars_s, training accuracy of the last epoch)."""
+        p = validate(params)
+        recorder, train, _ = self.run(p, self.train_data, None, p["N_EPOCH"], True, "eval")
+        return (*recorder.results(), train.accuracy if train else 0.0)
+
+    def train_test(self, params):
+        """Train for N_EPOCH epochs, evaluating on the test set after each. Returns
+        (spike_t, spike_ID, rec_vars_n, rec_vars_s, train accuracy, test accuracy) of the last
+        epoch."""
+        p = validate(params)
+        recorder, train, test = self.run(p, self.train_data, self.test_data, p["N_EPOCH"], True,
+                                          "test")
+        return (*recorder.results(), train.accuracy if train else 0.0,
+                test.accuracy if test else 0.0)
+
+    def test(self, params):
+        """One epoch on the test set without learning (LOAD_LAST / LOAD_BEST, CHECKPOINT_NAME:
+        with the weights of that checkpoint).
+        Returns (spike_t, spike_ID, rec_vars_n, rec_vars_s, test accuracy)."""
+        p = validate(params)
+        recorder, _, test = self.run(p, None, self.test_data, 1, False, "test")
+        return (*recorder.results(), test.accuracy)
+
+    def cross_validate(self, params):
+        """N_FOLDS-fold cross-validation on the training set: every fold trains a fresh network
+        (same MODEL_SEED, so the same initial weights when it is set) on the other folds and
+        evaluates on its own after every epoch; FOLDS selects folds (None: all). Returns (list
+        of [final train accuracy, final validation accuracy] per fold, list of wall-clock
+        seconds per fold)."""
+        p = validate(params)
+        return self.run_folds(p, self.train_data, k_folds(len(self.train_data), p["N_FOLDS"],
+                                                          p["TRAIN_DATA_SEED"], p["FOLDS"]))

@@ -1,0 +1,148 @@
+"""One part of an epoch (training or evaluation): ``Trainer.run_epoch`` (one mini-batch per
+trial, forward and backward pass, one Adam step) and its per-epoch statistics (``EpochStats``).
+``experiment.Experiment`` strings these into whole runs.
+"""
+import numpy as np
+from tqdm import tqdm
+
+from eventprop.optim import Adam
+from eventprop.storage import Timer
+
+# samples whose inputs are packed and copied to the GPU together, in whole trials (64 trials of
+# 32; the CPU packs one trial at a time)
+INPUT_BLOCK_SAMPLES = 2048
+
+
+class EpochStats:
+    """Per-epoch totals of one phase (training or evaluation)."""
+
+    def __init__(self, n_layers, n_hidden):
+        self.n_samples = 0
+        self.n_correct = 0
+        self.loss_sum = 0.0
+        self.n_trials = 0
+        self.hidden_spikes = np.zeros((n_layers, n_hidden), dtype=np.int64)  # summed over samples
+        self.hidden_per_sample = []   # (B, n_layers) hidden spikes of each sample, per trial
+        self.n_unstored = 0
+        self.predictions = []
+        self.labels = []
+        self.seconds = 0.0
+
+    def add(self, result, labels):
+        self.n_samples += len(labels)
+        self.n_correct += int(result.correct.sum())
+        self.loss_sum += float(result.loss.mean())
+        self.n_trials += 1
+        self.hidden_spikes += result.hidden_counts.sum(axis=0)
+        self.hidden_per_sample.append(result.hidden_counts.sum(axis=2))
+        self.n_unstored += int(result.n_unstored.sum())
+        self.predictions.append(result.predictions)
+        self.labels.append(np.asarray(labels))
+
+    @property
+    def accuracy(self):
+        return self.n_correct / max(self.n_samples, 1)
+
+    @property
+    def mean_loss(self):
+        return self.loss_sum / max(self.n_trials, 1)
+
+    def all_predictions(self):
+        """(predictions, labels) of every sample of the epoch, in presentation order."""
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, dtype=np.int64)
+        return cat(self.predictions).astype(np.int64), cat(self.labels).astype(np.int64)
+
+    def confusion(self, n_classes):
+        """(C, C) counts indexed [prediction, label]; a sample without prediction (-1) is left out."""
+        pred, lab = self.all_predictions()
+        ok = (pred >= 0) & (lab >= 0)
+        out = np.zeros((n_classes, n_classes), dtype=np.int64)
+        np.add.at(out, (pred[ok], lab[ok]), 1)
+        return out
+
+    def hidden_stats(self, layer=None):
+        """Hidden activity of one layer (None: all layers together): mean, std, min, max of the
+        spikes per sample and of the per-neuron counts, and the number of silent neurons."""
+        per_sample = np.concatenate(self.hidden_per_sample) if self.hidden_per_sample else \
+            np.zeros((1, self.hidden_spikes.shape[0]))
+        per_neuron = self.hidden_spikes
+        if layer is None:
+            per_sample, per_neuron = per_sample.sum(axis=1), per_neuron.ravel()
+        else:
+            per_sample, per_neuron = per_sample[:, layer], per_neuron[layer]
+        summary = lambda x: [float(x.mean()), float(x.std()), float(x.min()), float(x.max())]
+        return {"spikes_per_sample": summary(per_sample),
+                "spikes_per_neuron": summary(per_neuron),
+                "silent_neurons": int((per_neuron == 0).sum())}
+
+
+class Trainer:
+    """Network + optimiser; runs the training or evaluation part of an epoch over ``SpikeData``."""
+
+    def __init__(self, net, beta1=0.9, beta2=0.999, eps=1e-8, trainable=None):
+        self.net = net
+        net.track_param_changes = True     # params_changed() follows every change made here
+        self.adam = Adam(beta1, beta2, eps)
+        self.trainable = list(trainable if trainable is not None else
+                              [k for k in ("w_input_hidden", "w_hidden_hidden_fwd",
+                                           "w_hidden_hidden", "w_hidden_output")
+                               if net.params[k].size])
+        self.n_updates = 0
+
+    def run_epoch(self, data, order, learn, rate=0.0, epoch=0, first_trial=0, p_drop_input=0.0,
+                  p_drop_hidden=0.0, noise=0.0, rng=None, recorder=None, seed=0, progress=True,
+                  desc="", on_trial=None):
+        """Present ``data`` in ``order`` (sample indices), one mini-batch of ``net.n_batch`` per
+        trial, numbered from ``first_trial``; with ``learn``, one Adam step after each trial with
+        rate ``rate`` (a number, or a function returning the current rate). Dropout and noise act
+        only when learning. ``on_trial(trial, stats)`` is called after each trial. Returns
+        ``EpochStats``.
+
+        On the GPU the inputs of INPUT_BLOCK_SAMPLES samples at a time (whole trials) are packed
+        on the host and copied to the device at once (each spike once per epoch), the Adam steps run on the device, and
+        the weights and moments come back at the end of the epoch."""
+        net = self.net
+        net.params_changed()     # whatever changed between epochs (rewiring, loading) goes up
+        B = net.n_batch
+        n_trials = -(-len(order) // B)
+        stats = EpochStats(net.n_layers, net.n_hidden)
+        timer = Timer()
+        bar = tqdm(range(n_trials), desc=desc, disable=not progress, leave=False,
+                   dynamic_ncols=True)
+        block = max(1, INPUT_BLOCK_SAMPLES // B) if net.on_gpu else 1
+        inputs = {}
+        for k in bar:
+            trial = first_trial + k
+            if k not in inputs:          # pack (and on the GPU upload) the next block of trials
+                ks = range(k, min(k + block, n_trials))
+                batches = [data.batch(order[i * B:(i + 1) * B],
+                                      p_drop=p_drop_input if learn else 0.0, rng=rng) for i in ks]
+                inputs = dict(zip(ks, zip(batches, net.upload_inputs(batches))))
+            (in_ptr, in_ch), device_inputs = inputs.pop(k)
+            idx = order[k * B:(k + 1) * B]
+            labels = data.labels[idx]
+            kinds = recorder.wants(epoch, trial) if recorder is not None else set()
+            result = net.run_batch(in_ptr, in_ch, labels, learn=learn,
+                                   p_drop_hidden=p_drop_hidden if learn else 0.0,
+                                   noise=noise if learn else 0.0,
+                                   seed=hash((seed, epoch, trial)) & 0x7FFFFFFF,
+                                   keep_spikes="spikes" in kinds,
+                                   keep_hidden_traces=bool(kinds) and
+                                   recorder.needs_hidden_traces(kinds),
+                                   keep_output_traces="neurons" in kinds,
+                                   device_inputs=device_inputs, fetch_grads=not net.on_gpu)
+            if learn:
+                net.adam_step(self.adam, rate() if callable(rate) else rate, self.trainable,
+                              result.grads)
+                self.n_updates += 1
+            if kinds:
+                recorder.record(net, result, in_ptr, in_ch, labels, kinds)
+            stats.add(result, labels)
+            if on_trial is not None:
+                on_trial(trial, stats)
+            if progress:
+                bar.set_postfix(acc=f"{stats.accuracy:.3f}", loss=f"{stats.mean_loss:.4f}")
+        if learn:
+            net.download_optimiser(self.adam)
+        stats.seconds = timer()
+        return stats
