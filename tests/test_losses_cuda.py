@@ -1,7 +1,9 @@
 """The loss terms on the GPU (``losses_cuda.output_terms_device``) against the host
 (``losses.output_terms``): for every loss type, float32 and float64, with and without the backward
 terms, the same arrays (shapes, dtypes, values: relative 1e-5 in float32, 1e-12 in float64,
-integers exactly) and the same predictions, losses and correctness.
+integers exactly) and the same predictions, losses and correctness. Both evaluate the shapes of
+``losses.shapes`` (tested on their own in tests/test_loss_shapes.py): the kernel compiled, the host
+on numpy arrays.
 
 How this file runs (as tests/test_engine_cuda.py):
 
@@ -24,6 +26,7 @@ from numba import cuda
 
 from eventprop import losses
 from eventprop.backends.cuda import loss as losses_cuda
+from eventprop.losses import shapes
 from cuda_simulator import SIMULATOR, needs_cuda, run_under_simulator, runs_only_without_cuda
 
 DT, N_STEPS = 0.5, 12
@@ -205,8 +208,9 @@ def test_empty_batch(loss_type):
 
 
 def test_loss_codes_and_unknown_loss():
-    """The kernel's flags cover ``losses.LOSS_TYPES``; an unknown loss type is an error naming
-    LOSS_TYPE (before anything is allocated)."""
+    """The kernel's flags are those of ``losses.shapes`` and cover ``losses.LOSS_TYPES``; an
+    unknown loss type is an error naming LOSS_TYPE (before anything is allocated)."""
+    assert losses_cuda.LOSS_CODES is shapes.LOSS_CODES
     assert tuple(losses_cuda.LOSS_CODES) == losses.LOSS_TYPES
     assert sorted(losses_cuda.LOSS_CODES.values()) == list(range(len(losses.LOSS_TYPES)))
 

@@ -7,24 +7,24 @@ that the backward kernel can read them where they are. Only ``summary`` (B, 2), 
 the loss of every sample, needs to come back; ``finish`` turns it into predictions, losses and
 correctness as ``losses.OutputTerms`` holds them.
 
-With V = V_out_tr, C classes, n_steps steps, y the label, onehot_c = [c == y] and
-scale_c = tau_m_out[c] T n_batch:
+With V = V_out_tr, C classes, n_steps steps, y the label and onehot_c = [c == y]; the shapes
+(g, a, penalty, penalty', the forcing terms) are the functions of ``eventprop.losses.shapes``,
+which the kernel calls (the host evaluates them on arrays):
 
 * sum, sum_weigh_linear/exp/sigmoid/input: Z_c = sum_n g(n) V[n, c] dt / T over n < n_steps, with
-  g(n) = g(t_n) (``losses.readout_weight``: 1, 1 - t/T, exp(-t/T), 1/(1 + exp((t/T - 0.5)/0.2)))
-  or the input accumulator a(n); S = softmax(Z), prediction argmax Z, loss -log S_y;
-  force_g[b, m] = g(t_{m+1}) (a(m) for sum_weigh_input), force_c = (onehot - S) / scale.
+  g(n) = ``readout_weight``(t_n) or the input accumulator a(n) (``accumulator_update``,
+  ``accumulator_input``); S = softmax(Z), prediction argmax Z, loss ``neg_log``(S_y);
+  force_g[b, m] = g(t_{m+1}) (a(m) for sum_weigh_input), force_c = ``readout_forcing``.
 * max: n_max[c] = first argmax of V[n, c] over n < n_steps, Z_c = V[n_max, c]; S, prediction and
-  loss as above; jump_step = n_max, jump_amount = (onehot - S) / scale.
+  loss as above; jump_step = n_max, jump_amount = ``readout_forcing``.
 * avg_xentropy: S_t = softmax over c of V[m + 1, c] for every step m; loss
-  -sum_m log S_t[m, y] dt / T; prediction argmax_c sum_n V[n, c];
-  A_out[b, m, c] = (onehot_c - S_t[m, c]) / scale_c.
-* first_spike, first_spike_exp: t_c = first_step dt (T + 1 if output c never spiked),
-  S = softmax(-t / tau_0), prediction the first output to spike (-1 if none), loss -log S_y +
-  penalty(min(t_y, T)): alpha / (1.01 T - t) or alpha (exp(t / tau_1) - 1);
-  fs_term of a spiking output: ((1 - S_y) / tau_0 + penalty'(t_y)) / n_batch for the label,
-  -S_c / tau_0 / n_batch for the others; a silent label neuron gets jump_step n_steps - 2,
-  jump_amount penalty'(T) / n_batch.
+  sum_m ``neg_log``(S_t[m, y]) dt / T; prediction argmax_c sum_n V[n, c];
+  A_out[b, m, c] = ``readout_forcing`` of S_t[m, c].
+* first_spike, first_spike_exp: t_c = ``spike_time`` of first_step, S = softmax(-t / tau_0),
+  prediction the first output to spike (-1 if none), loss ``neg_log``(S_y) +
+  ``first_spike_penalty``(t_y); fs_term of a spiking output: ``first_spike_gradient`` with
+  penalty'(t_c) (``first_spike_penalty_derivative``); a silent label neuron gets jump_step
+  n_steps - 2, jump_amount penalty'(T) / n_batch.
 
 Everything is computed in float64 (as ``losses`` does for Z, the softmaxes and the losses) and
 cast to the run's dtype (the dtype of V_out_tr) where ``losses`` casts.
@@ -60,66 +60,24 @@ from numba import cuda
 from numba.core import config
 
 from eventprop import losses
-
-# Loss-type flags of the kernel; the integral losses come first (flag <= SUM_WEIGH_INPUT).
-SUM, SUM_WEIGH_LINEAR, SUM_WEIGH_EXP, SUM_WEIGH_SIGMOID, SUM_WEIGH_INPUT = 0, 1, 2, 3, 4
-MAX, AVG_XENTROPY, FIRST_SPIKE, FIRST_SPIKE_EXP = 5, 6, 7, 8
-LOSS_CODES = {"sum": SUM, "sum_weigh_linear": SUM_WEIGH_LINEAR, "sum_weigh_exp": SUM_WEIGH_EXP,
-              "sum_weigh_sigmoid": SUM_WEIGH_SIGMOID, "sum_weigh_input": SUM_WEIGH_INPUT,
-              "max": MAX, "avg_xentropy": AVG_XENTROPY, "first_spike": FIRST_SPIKE,
-              "first_spike_exp": FIRST_SPIKE_EXP}
+from eventprop.losses.shapes import (ACCUMULATOR_GAIN, AVG_XENTROPY, FIRST_SPIKE,
+                                     FIRST_SPIKE_EXP, LOSS_CODES, LOSS_TYPES, MAX, SUM_WEIGH_INPUT,
+                                     accumulator_input, accumulator_update, first_spike_gradient,
+                                     first_spike_penalty, first_spike_penalty_derivative, neg_log,
+                                     readout_forcing, readout_weight, spike_time)
 
 # Threads per block: on a GPU they share the steps of a sample; under the simulator every thread
 # is a Python thread, so a few suffice (and exercise the strided loops).
 GPU_THREADS = 128
 SIM_THREADS = 4
 
-ACCUMULATOR_GAIN = 0.01   # gain of losses.accumulator_trace
-
 
 # ----------------------------------------------------------------------------------------------
-# Kernel. Its helpers are numba ``njit`` functions: called in a kernel, they are compiled for the
-# device from the same source. The builtins min and max are not used: numba's CUDA target compiles
-# them as device functions for the GPU in use, so the kernel would not compile without one
-# (``compile_ptx``).
+# Kernel. The loss shapes are the ``model_function``s of ``eventprop.losses.shapes`` (numba
+# ``njit``): called in the kernel, they are compiled for the device from the same source. The
+# builtins min and max are not used: numba's CUDA target compiles them as device functions for
+# the GPU in use, so the kernel would not compile without one (``compile_ptx``).
 # ----------------------------------------------------------------------------------------------
-
-@numba.njit(inline="always")
-def _readout_weight(loss, t, T):
-    """g(t) of the sum_weigh_* losses: 1 - t/T, exp(-t/T), 1 / (1 + exp((t/T - 0.5) / 0.2));
-    1 for ``sum``."""
-    if loss == SUM_WEIGH_LINEAR:
-        return 1.0 - t / T
-    if loss == SUM_WEIGH_EXP:
-        return math.exp(-t / T)
-    if loss == SUM_WEIGH_SIGMOID:
-        return 1.0 / (1.0 + math.exp((t / T - 0.5) / 0.2))
-    return 1.0
-
-
-@numba.njit(inline="always")
-def _spike_time(step, dt, T):
-    """t = step dt, or T + 1 for an output that never spiked (step -1)."""
-    if step >= 0:
-        return step * dt
-    return T + 1.0
-
-
-@numba.njit(inline="always")
-def _neg_log(S):
-    """-log max(S, 1e-300): the cross-entropy term of ``losses``."""
-    return -math.log(S if S > 1e-300 else 1e-300)
-
-
-@numba.njit(inline="always")
-def _penalty_derivative(loss, t, T, tau_1, alpha):
-    """d penalty / dt: alpha / (1.01 T - min(t, T))^2 (first_spike) or
-    alpha / tau_1 exp(t / tau_1) (first_spike_exp)."""
-    if loss == FIRST_SPIKE:
-        d = 1.01 * T - (t if t < T else T)
-        return alpha / (d * d)
-    return alpha / tau_1 * math.exp(t / tau_1)
-
 
 @cuda.jit(cache=True)
 def _output_terms_kernel(loss, V_out_tr, first_step, labels, tau_m_out, in_ptr,
@@ -142,15 +100,15 @@ def _output_terms_kernel(loss, V_out_tr, first_step, labels, tau_m_out, in_ptr,
     # simulator hands each thread that reaches a static shared array first its own copy
     softmax_stats = cuda.shared.array(0, numba.float64)
 
-    # 1. accumulator of sum_weigh_input: V_a <- V_a + (I_a - V_a) dt / tau_acc,
-    #    I_a = gain x (input spikes of the previous step); a(n) = V_a at the start of step n
+    # 1. accumulator of sum_weigh_input, driven by the input spikes of the previous step;
+    #    a(n) = V_a at the start of step n
     if loss == SUM_WEIGH_INPUT and k == 0:
         V_a = 0.0
         I_a = 0.0
         for n in range(n_steps):
             accumulator[b, n] = V_a
-            V_a = V_a + (I_a - V_a) * dt / tau_acc
-            I_a = ACCUMULATOR_GAIN * (in_ptr[b, n + 1] - in_ptr[b, n])
+            V_a = accumulator_update(V_a, I_a, dt, tau_acc)
+            I_a = accumulator_input(in_ptr[b, n + 1] - in_ptr[b, n], ACCUMULATOR_GAIN)
     cuda.syncthreads()
 
     # 2. threads over steps: this thread's part of each class's reduction over steps
@@ -161,7 +119,7 @@ def _output_terms_kernel(loss, V_out_tr, first_step, labels, tau_m_out, in_ptr,
                 if loss == SUM_WEIGH_INPUT:
                     g = accumulator[b, n]
                 else:
-                    g = _readout_weight(loss, n * dt, T)
+                    g = readout_weight(loss, n * dt, T)
                 acc += g * np.float64(V[b, n, c])
             partial[b, k, c] = acc
         if need_backward:
@@ -169,7 +127,7 @@ def _output_terms_kernel(loss, V_out_tr, first_step, labels, tau_m_out, in_ptr,
                 if loss == SUM_WEIGH_INPUT:
                     force_g[b, m] = accumulator[b, m]                         # a(m)
                 else:
-                    force_g[b, m] = _readout_weight(loss, (m + 1) * dt, T)    # g(t_{m+1})
+                    force_g[b, m] = readout_weight(loss, (m + 1) * dt, T)     # g(t_{m+1})
     elif loss == MAX:
         if k < n_steps:
             for c in range(C):
@@ -198,12 +156,13 @@ def _output_terms_kernel(loss, V_out_tr, first_step, labels, tau_m_out, in_ptr,
             for c in range(C):
                 e_sum += math.exp(np.float64(V[b, m + 1, c]) - v_max)
             S_y = math.exp(np.float64(V[b, m + 1, y]) - v_max) / e_sum
-            loss_part += _neg_log(S_y)
+            loss_part += neg_log(S_y)
             if need_backward:
                 for c in range(C):
                     S = math.exp(np.float64(V[b, m + 1, c]) - v_max) / e_sum
                     onehot = 1.0 if c == y else 0.0
-                    A_out[b, m, c] = (onehot - S) / (np.float64(tau_m_out[c]) * T * n_batch)
+                    tau_m = np.float64(tau_m_out[c])
+                    A_out[b, m, c] = readout_forcing(onehot, S, tau_m, T, n_batch)
         partial_loss[b, k] = loss_part
     cuda.syncthreads()
 
@@ -231,7 +190,7 @@ def _output_terms_kernel(loss, V_out_tr, first_step, labels, tau_m_out, in_ptr,
                 acc += partial[b, j, c]
             Z[b, c] = acc                         # sum_n V[n, c]: the prediction only
         else:
-            Z[b, c] = -_spike_time(first_step[b, c], dt, T) / tau_0
+            Z[b, c] = -spike_time(first_step[b, c], dt, T) / tau_0
     cuda.syncthreads()
 
     # 4. thread 0: softmax over the classes, prediction and loss
@@ -252,7 +211,7 @@ def _output_terms_kernel(loss, V_out_tr, first_step, labels, tau_m_out, in_ptr,
             softmax_stats[0] = z_max
             softmax_stats[1] = e_sum
             S_y = math.exp(Z[b, y] - z_max) / e_sum
-            sample_loss = _neg_log(S_y)
+            sample_loss = neg_log(S_y)
         if first_spike:
             # prediction: the first output to spike (first index among equal times), -1 if none
             prediction = -1
@@ -260,12 +219,8 @@ def _output_terms_kernel(loss, V_out_tr, first_step, labels, tau_m_out, in_ptr,
                 if first_step[b, c] >= 0 and (prediction < 0
                                               or first_step[b, c] < first_step[b, prediction]):
                     prediction = c
-            t_y = _spike_time(first_step[b, y], dt, T)
-            t_pen = t_y if t_y < T else T
-            if loss == FIRST_SPIKE:
-                sample_loss += alpha / (1.01 * T - t_pen)
-            else:
-                sample_loss += alpha * (math.exp(t_pen / tau_1) - 1.0)
+            t_y = spike_time(first_step[b, y], dt, T)
+            sample_loss += first_spike_penalty(loss, t_y, T, tau_1, alpha)
         else:
             prediction = 0
             for c in range(1, C):
@@ -278,6 +233,7 @@ def _output_terms_kernel(loss, V_out_tr, first_step, labels, tau_m_out, in_ptr,
     # 5. threads over classes: the per-class backward terms (zero / -1 where none)
     for c in range(k, C, K):
         onehot = 1.0 if c == y else 0.0
+        tau_m = np.float64(tau_m_out[c])
         force_c[b, c] = 0.0
         jump_amount[b, c] = 0.0
         fs_term[b, c] = 0.0
@@ -285,26 +241,19 @@ def _output_terms_kernel(loss, V_out_tr, first_step, labels, tau_m_out, in_ptr,
             jump_step[b, c] = -1
         if loss != AVG_XENTROPY:
             S = math.exp(Z[b, c] - softmax_stats[0]) / softmax_stats[1]
-            scale = np.float64(tau_m_out[c]) * T * n_batch
             if integral and need_backward:
-                force_c[b, c] = (onehot - S) / scale
+                force_c[b, c] = readout_forcing(onehot, S, tau_m, T, n_batch)
             elif loss == MAX:
-                jump_amount[b, c] = (onehot - S) / scale
+                jump_amount[b, c] = readout_forcing(onehot, S, tau_m, T, n_batch)
             elif first_spike:
                 if first_step[b, c] >= 0:
-                    if c == y:
-                        t = _spike_time(first_step[b, c], dt, T)
-                        term = (1.0 - S) / tau_0 + _penalty_derivative(loss, t, T, tau_1, alpha)
-                    else:
-                        term = -S / tau_0
-                    fs_term[b, c] = term / n_batch
+                    t = spike_time(first_step[b, c], dt, T)
+                    d_penalty = first_spike_penalty_derivative(loss, t, T, tau_1, alpha)
+                    fs_term[b, c] = first_spike_gradient(c == y, S, d_penalty, tau_0, n_batch)
                 elif c == y:                      # silent label neuron: a "phantom" spike
-                    if loss == FIRST_SPIKE:
-                        d_penalty_T = alpha / ((0.01 * T) * (0.01 * T))
-                    else:
-                        d_penalty_T = alpha / tau_1 * math.exp(T / tau_1)
                     jump_step[b, c] = n_steps - 2
-                    jump_amount[b, c] = d_penalty_T / n_batch
+                    jump_amount[b, c] = (first_spike_penalty_derivative(loss, T, T, tau_1, alpha)
+                                         / n_batch)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -322,7 +271,7 @@ def _kernel_arguments(buffer, loss_type, V_out_tr, first_step, labels, dt, T, ta
     ``buffer``; the terms are a ``losses.OutputTerms`` whose predictions, losses and correctness
     are None (``finish`` gives them)."""
     if loss_type not in LOSS_CODES:
-        raise ValueError(f"unknown LOSS_TYPE {loss_type!r}; valid: {', '.join(losses.LOSS_TYPES)}")
+        raise ValueError(f"unknown LOSS_TYPE {loss_type!r}; valid: {', '.join(LOSS_TYPES)}")
     loss = LOSS_CODES[loss_type]
     B, n_plus, C = V_out_tr.shape
     n_steps = n_plus - 1
@@ -373,7 +322,8 @@ def output_terms_device(buffer, loss_type, V_out_tr, first_step, labels, dt, T, 
     pointers (sum_weigh_input only: the accumulator is computed from in_ptr[b, n + 1] -
     in_ptr[b, n]); n_batch: nominal batch size. terms: a ``losses.OutputTerms`` of device arrays
     with the shapes and dtypes of ``losses.output_terms``'s, predictions, loss and correct None;
-    summary: (B, 2) float64, [prediction, loss] per sample (``finish`` gives those three). Launches one kernel on the default stream and does not wait for it.
+    summary: (B, 2) float64, [prediction, loss] per sample (``finish`` gives those three).
+    Launches one kernel on the default stream and does not wait for it.
     """
     args, terms, summary = _kernel_arguments(
         buffer, loss_type, V_out_tr, first_step, labels, dt, T, tau_m_out, n_batch, tau_0, tau_1,
