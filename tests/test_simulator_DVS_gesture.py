@@ -212,11 +212,10 @@ def test_augmentations_balancing_and_delay_line_run(model, data_dir, tmp_path):
 
 def test_parameters_are_json_serialisable_and_documented():
     json.dumps(default_p)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with open(os.path.join(root, "simulator_DVS_gesture.py")) as f:
-        source = f.read()
-    for key in default_p:                                  # every key has its line in p
-        assert f'    "{key}":' in source, key
+    from eventprop.config.dvs_gesture import PARAMETERS
+    assert list(PARAMETERS) == list(default_p)           # every key has its entry, in order
+    for key, parameter in PARAMETERS.items():
+        assert parameter.meaning and parameter.default == default_p[key], key
 
 
 def test_train_DVS_gesture_script(data_dir, tmp_path):

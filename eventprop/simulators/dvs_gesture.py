@@ -30,167 +30,26 @@ are refused; "spatial_shift" shifts the 32 x 32 image instead, "random_dilate" s
 The defaults mirror SHD's with the differences of the original's DVS dictionary; they
 have not been tuned on the real recordings.
 """
-import copy
-import difflib
-
 import numpy as np
 
 from eventprop.data import augmentations
 from eventprop.data import dvs as dvs_data
-from eventprop.simulators import shd as simulator_SHD
 from eventprop.config import parameters
-from eventprop.config import checks
+from eventprop.config import dvs_gesture as dvs_parameters
 from eventprop import optim
 from eventprop.training.experiment import STREAM_DATA, Experiment, epoch_rng, k_folds, training_order
 from eventprop.training.build import build_network, trainable_parameters
 from eventprop.training.trainer import Trainer
 from eventprop.data.augmentations import reduce_classes
 
-p = {
-    "OUT_DIR": ".",             # folder for every file a run writes
-    "NAME": "test",             # prefix of those files
-    "DEBUG_HIDDEN_N": False,    # hidden-activity statistics per layer in the results file
-    "DT_MS": 1.0,               # time step and bin width (ms); the original's default was 0.1
-    "BUILD": True,              # accepted for compatibility; kernels compile on first use
-    "TIMING": True,             # accepted for compatibility; seconds per epoch are always logged
-    "PROFILE": False,           # accepted for compatibility; no effect
-    "TRAIN_DATA_SEED": 123,     # split, folds, sample order, augmentation, balancing, dropout
-    "TEST_DATA_SEED": 456,      # accepted for compatibility; unused (as in the original)
-    "MODEL_SEED": None,         # weight initialisation, hetLIF taus, rewiring (None: random)
-    "TRIAL_MS": 1500.0,         # trial length: the first 1.5 s of every recording (docstring)
-    "CROP_START_MS": 0.0,       # the trial shows the recording from this time on (ms)
-    "N_MAX_SPIKE": 1500,        # spikes per neuron and trial kept for the backward pass
-    "N_BATCH": 32,
-    "N_TRAIN": 1045,            # training samples of train's random split
-    "N_VALIDATE": 32,           # validation samples of train's random split; 0: no evaluation
-    "N_EPOCH": 100,
-    "SHUFFLE": True,
-    "NUM_HIDDEN": 256,
-    "RECURRENT": False,
-    "N_HID_LAYER": 1,
-    "N_INPUT_DELAY": 0,         # delay line: this many delayed copies of the 2048 inputs ...
-    "INPUT_DELAY": 50.0,        # ... spaced by this many ms
-    "TAU_SYN": 5.0,
-    "TAU_MEM": 20.0,
-    "V_THRESH": 1.0,
-    "V_RESET": 0.0,
-    "HIDDEN_NEURON_TYPE": "LIF",    # "LIF", "hetLIF", "ALIF"
-    "OUTPUT_NEURON_TYPE": "LI",     # "LI", "hetLI"
-    "TAU_B": 100.0,             # ALIF adaptation time constant (ms)
-    "B_INCR": 0.1,              # ALIF threshold increment per spike
-    "B_INIT": 0.0,              # ALIF initial threshold offset (only 0 is supported)
-    "INPUT_HIDDEN_MEAN": 0.02,
-    "INPUT_HIDDEN_STD": 0.01,
-    "HIDDEN_OUTPUT_MEAN": 0.0,
-    "HIDDEN_OUTPUT_STD": 0.3,
-    "HIDDEN_HIDDEN_MEAN": 0.0,      # recurrent weights
-    "HIDDEN_HIDDEN_STD": 0.02,
-    "HIDDEN_HIDDENFWD_MEAN": 0.02,  # weights from one hidden layer to the next
-    "HIDDEN_HIDDENFWD_STD": 0.01,
-    "PDROP_INPUT": 0.1,         # input dropout (deletes spikes)
-    "PDROP_HIDDEN": 0.0,        # hidden "dropout" (delays spikes)
-    "HIDDEN_NOISE": 0.0,        # membrane noise amplitude in training trials
-    "REG_TYPE": "none",         # "none", "simple", "Thomas1"
-    "LBD_UPPER": 2e-9,
-    "LBD_LOWER": 2e-9,
-    "NU_UPPER": 14,
-    "RHO_UPPER": 10000.0,
-    "GLB_UPPER": 1e-8,
-    "AVG_SNSUM": False,
-    "REWIRE_SILENT": False,     # rewire at the end of every epoch ...
-    "REWIRE_LIFT": 0.0,         # ... lifting input weights by this (0: redraw silent neurons')
-    "REWIRE_LIFT_SILENT_ONLY": False,  # lift only silent neurons' inputs (original: all)
-    "ETA": 1e-3,
-    "ADAM_BETA1": 0.9,
-    "ADAM_BETA2": 0.999,
-    "ADAM_EPS": 1e-8,
-    "LR_EASE_IN_FACTOR": 1.05,
-    "EMA_ALPHA1": 0.8,
-    "EMA_ALPHA2": 0.95,
-    "ETA_FAC": 0.5,
-    "MIN_EPOCH_ETA_FIXED": 300,
-    "EMA_WHICH": "validation",  # accuracy driving the plateau schedule: "validation", "training"
-    "TRAIN_TAU": False,
-    "MIN_TAU_M": 3.0,
-    "MIN_TAU_SYN": 1.0,
-    "TRAIN_TAU_OUTPUT": False,
-    "TRAIN_W": True,            # train input->hidden and hidden->hidden weights
-    "TRAIN_W_OUTPUT": True,     # train hidden->output weights
-    "W_OUTPUT_EPOCH_TRIAL": [],     # [epoch, trial] pairs: weight snapshots
-    "TAU_OUTPUT_EPOCH_TRIAL": [],   # [epoch, trial] pairs: time-constant snapshots
-    "SPK_REC_STEPS": None,      # accepted for compatibility; recordings have no step limit
-    "REC_SPIKES": [],           # "input", "hidden0", "hidden1", ..., "output"
-    "REC_NEURONS": [],          # (population, "V" or "I")
-    "REC_SYNAPSES": [],         # (projection, "w")
-    "REC_SPIKES_EPOCH_TRIAL": [],   # [epoch, trial] pairs to record (empty: none)
-    "REC_NEURONS_EPOCH_TRIAL": [],
-    "REC_SYNAPSES_EPOCH_TRIAL": [],
-    "WRITE_TO_DISK": True,      # save recordings
-    "LOAD_LAST": False,         # resume from checkpoint "last" (test: use its weights)
-    "LOAD_BEST": False,         # ... from checkpoint "best"
-    "CHECKPOINT_NAME": None,    # prefix of the checkpoint to load (None: NAME)
-    "CHECKPOINT": True,         # write checkpoint "last" after every epoch
-    "CHECKPOINT_BEST": "neither",   # checkpoint "best" on improved "validation" / "training"
-    "LOSS_TYPE": "sum_weigh_exp",
-    "TAU_ACCUMULATOR": 20.0,    # sum_weigh_input
-    "TAU_0": 0.5,               # first-spike losses (the original DVS values)
-    "TAU_1": 6.4,
-    "ALPHA": 3e-3,
-    "N_FOLDS": 5,               # cross_validate: number of folds of the training set ...
-    "FOLDS": None,              # ... and which of them to run (None: all; e.g. [2] for one)
-    "FOLD_BY": "user",          # "user": a fold holds whole users; "random": random samples
-    "CUDA_VISIBLE_DEVICES": False,  # BACKEND cuda: False: manual_GPU or the freest GPU
-    "REDUCED_CLASSES": None,    # list of classes to keep (relabelled 0, 1, ... in this order)
-    "AUGMENTATION": {"NORMALISE_SPIKE_NUMBER": False},
-    "COLLECT_CONFUSION": False,
-    "REC_PREDICTIONS": False,
-    "BALANCE_TRAIN_CLASSES": False,
-    "BALANCE_EVAL_CLASSES": False,
-    "DATA_DIR": "data",         # the recordings are in DATA_DIR/DVSGesture/ibmGesture{Train,Test}
-    "CACHE_DIR": None,          # binned data cache (None: DATA_DIR/DVSGesture/cache)
-    "DOWNLOAD": False,          # fetch missing recordings through tonic (needs internet)
-    "DTYPE": "float32",         # "float32" or "float64"
-    "BACKEND": "auto",         # "auto" (the GPU when one is usable, else the CPU), "cpu", "cuda"
-    "PROGRESS": True,           # progress bar and one line per epoch
-}
-
-# SHD's augmentations that act on the channel number: on the flattened 32 x 32 x 2 image they
-# would move spikes between unrelated pixels and polarities
-_CHANNEL_AUGMENTATIONS = ("random_shift", "ID_jitter", "blend")
-
-AUGMENTATION_RULES = {
-    "NORMALISE_SPIKE_NUMBER": simulator_SHD.AUGMENTATION_RULES["NORMALISE_SPIKE_NUMBER"],
-    "random_dilate": simulator_SHD.AUGMENTATION_RULES["random_dilate"],
-    "spatial_shift": lambda v: checks.non_negative(v),
-}
-
-
-def augmentation_rule(value, p=None):
-    if not isinstance(value, dict):
-        return "must be a dict"
-    for key, v in value.items():
-        if key in _CHANNEL_AUGMENTATIONS:
-            return (f"{key!r} acts on channel numbers, which would mix pixels and polarities of "
-                    f"the 32 x 32 x 2 input; use 'spatial_shift' (pixels) or 'random_dilate' "
-                    f"(time)")
-        if key not in AUGMENTATION_RULES:
-            close = difflib.get_close_matches(str(key), list(AUGMENTATION_RULES), n=2)
-            return (f"unknown augmentation {key!r}" +
-                    (f" (did you mean {', '.join(map(repr, close))}?)" if close else "") +
-                    f"; known: {', '.join(AUGMENTATION_RULES)}")
-        message = AUGMENTATION_RULES[key](v)
-        if message:
-            return f"{key!r}: {message}"
-
+# The parameter dictionary users edit; its keys, defaults, rules, meanings and units are in
+# eventprop.config.dvs_gesture (reference: docs/parameters/dvs_gesture.md).
+p = parameters.defaults(dvs_parameters.PARAMETERS)
 
 # The defaults as shipped: users edit p itself, so p cannot serve to detect unknown keys.
-DEFAULTS = copy.deepcopy(p)
+DEFAULTS = parameters.defaults(dvs_parameters.PARAMETERS)
 
-RULES = parameters.rules_for(DEFAULTS, {
-    "CROP_START_MS": checks.non_negative, "N_FOLDS": checks.integer_at_least(2),
-    "FOLDS": checks.fold_list, "FOLD_BY": checks.one_of("user", "random"),
-    "AUGMENTATION": augmentation_rule,
-})
+RULES = parameters.rules(dvs_parameters.PARAMETERS)
 
 
 def validate(params):

@@ -15,16 +15,14 @@ epoch then rebuilds the training set: class balancing, spike-number normalisatio
 augmentations of AUGMENTATION in their order, a new sample order; the delay line copies the
 inputs per mini-batch.
 """
-import copy
-import difflib
 import os
 
 import numpy as np
 
 from eventprop.data import augmentations
 from eventprop.config import parameters
+from eventprop.config import shd as shd_parameters
 from eventprop.data import shd as shd_data
-from eventprop.config import checks
 from eventprop import optim
 from eventprop import storage
 from eventprop.data.augmentations import reduce_classes
@@ -34,117 +32,9 @@ from eventprop.training.trainer import Trainer
 
 N_CLASSES = {"SHD": 20, "SSC": 35}
 
-p = {
-    "OUT_DIR": ".",             # folder for every file a run writes
-    "NAME": "test",             # prefix of those files
-    "DEBUG_HIDDEN_N": False,    # hidden-activity statistics per layer in the results file
-    "DT_MS": 1.0,
-    "BUILD": True,              # accepted for compatibility; kernels compile on first use
-    "TIMING": True,             # accepted for compatibility; seconds per epoch are always logged
-    "PROFILE": False,           # accepted for compatibility; no effect
-    "TRAIN_DATA_SEED": 123,     # splits, sample order, augmentation, balancing, input dropout
-    "TEST_DATA_SEED": 456,      # accepted for compatibility; unused (as in the original)
-    "MODEL_SEED": None,         # weight initialisation, hetLIF taus, rewiring (None: random)
-    "TRIAL_MS": 1400.0,
-    "N_MAX_SPIKE": 1500,        # spikes per neuron and trial kept for the backward pass
-    "N_BATCH": 32,
-    "N_TRAIN": 7644,            # training samples (with "blend": the size after blending)
-    "N_VALIDATE": 512,          # validation samples of EVALUATION "random"; 0: no evaluation
-    "N_EPOCH": 100,
-    "SHUFFLE": True,
-    "NUM_HIDDEN": 256,
-    "RECURRENT": False,
-    "N_HID_LAYER": 1,
-    "N_INPUT_DELAY": 0,         # delay line: this many delayed copies of the 700 inputs ...
-    "INPUT_DELAY": 50.0,        # ... spaced by this many ms
-    "TAU_SYN": 5.0,
-    "TAU_MEM": 20.0,
-    "V_THRESH": 1.0,
-    "V_RESET": 0.0,
-    "HIDDEN_NEURON_TYPE": "LIF",    # "LIF", "hetLIF", "ALIF"
-    "OUTPUT_NEURON_TYPE": "LI",     # "LI", "hetLI"
-    "TAU_B": 100.0,             # ALIF adaptation time constant (ms)
-    "B_INCR": 0.1,              # ALIF threshold increment per spike
-    "B_INIT": 0.0,              # ALIF initial threshold offset (only 0 is supported)
-    "INPUT_HIDDEN_MEAN": 0.02,
-    "INPUT_HIDDEN_STD": 0.01,
-    "HIDDEN_OUTPUT_MEAN": 0.0,
-    "HIDDEN_OUTPUT_STD": 0.3,
-    "HIDDEN_HIDDEN_MEAN": 0.0,      # recurrent weights
-    "HIDDEN_HIDDEN_STD": 0.02,
-    "HIDDEN_HIDDENFWD_MEAN": 0.02,  # weights from one hidden layer to the next
-    "HIDDEN_HIDDENFWD_STD": 0.01,
-    "PDROP_INPUT": 0.1,         # input dropout (deletes spikes)
-    "PDROP_HIDDEN": 0.0,        # hidden "dropout" (delays spikes)
-    "HIDDEN_NOISE": 0.0,        # membrane noise amplitude in training trials
-    "REG_TYPE": "none",         # "none", "simple", "Thomas1"
-    "LBD_UPPER": 2e-9,
-    "LBD_LOWER": 2e-9,
-    "NU_UPPER": 14,
-    "RHO_UPPER": 10000.0,
-    "GLB_UPPER": 1e-8,
-    "AVG_SNSUM": False,
-    "REWIRE_SILENT": False,     # rewire at the end of every epoch ...
-    "REWIRE_LIFT": 0.0,         # ... lifting input weights by this (0: redraw silent neurons')
-    "REWIRE_LIFT_SILENT_ONLY": False,  # lift only silent neurons' inputs (original: all)
-    "ETA": 1e-3,
-    "ADAM_BETA1": 0.9,
-    "ADAM_BETA2": 0.999,
-    "ADAM_EPS": 1e-8,
-    "LR_EASE_IN_FACTOR": 1.05,
-    "EMA_ALPHA1": 0.8,
-    "EMA_ALPHA2": 0.95,
-    "ETA_FAC": 0.5,
-    "MIN_EPOCH_ETA_FIXED": 300,
-    "EMA_WHICH": "validation",  # accuracy driving the plateau schedule: "validation", "training"
-    "TRAIN_TAU": False,
-    "MIN_TAU_M": 3.0,
-    "MIN_TAU_SYN": 1.0,
-    "TRAIN_TAU_OUTPUT": False,
-    "TRAIN_W": True,            # train input->hidden and hidden->hidden weights
-    "TRAIN_W_OUTPUT": True,     # train hidden->output weights
-    "W_OUTPUT_EPOCH_TRIAL": [],     # [epoch, trial] pairs: weight snapshots
-    "TAU_OUTPUT_EPOCH_TRIAL": [],   # [epoch, trial] pairs: time-constant snapshots
-    "SPK_REC_STEPS": None,      # accepted for compatibility; recordings have no step limit
-    "REC_SPIKES": [],           # "input", "hidden0", "hidden1", ..., "output"
-    "REC_NEURONS": [],          # (population, "V" or "I")
-    "REC_SYNAPSES": [],         # (projection, "w")
-    "REC_SPIKES_EPOCH_TRIAL": [],   # [epoch, trial] pairs to record (empty: none)
-    "REC_NEURONS_EPOCH_TRIAL": [],
-    "REC_SYNAPSES_EPOCH_TRIAL": [],
-    "WRITE_TO_DISK": True,      # save recordings
-    "LOAD_LAST": False,         # resume from checkpoint "last" (test: use its weights)
-    "LOAD_BEST": False,         # ... from checkpoint "best"
-    "CHECKPOINT_NAME": None,    # prefix of the checkpoint to load (None: NAME)
-    "CHECKPOINT": True,         # write checkpoint "last" after every epoch
-    "CHECKPOINT_BEST": "neither",   # checkpoint "best" on improved "validation" / "training"
-    "LOSS_TYPE": "sum_weigh_exp",
-    "TAU_ACCUMULATOR": 20.0,    # sum_weigh_input
-    "TAU_0": 1.0,
-    "TAU_1": 100.0,
-    "ALPHA": 5e-5,
-    "EVALUATION": "random",     # "random", "speaker", "validation_set" (SSC)
-    "SPEAKER_LEFT": [0],        # indices into the sorted speaker ids
-    "CUDA_VISIBLE_DEVICES": True,   # BACKEND cuda: True: the env. variable picks the GPU
-    "REDUCED_CLASSES": None,    # list of classes to keep (relabelled 0, 1, ... in this order)
-    "AUGMENTATION": {"NORMALISE_SPIKE_NUMBER": False},
-    "COLLECT_CONFUSION": False,
-    "REC_PREDICTIONS": False,
-    "RESCALE_T": 1.0,
-    "RESCALE_X": 1.0,
-    "BALANCE_TRAIN_CLASSES": False,
-    "BALANCE_EVAL_CLASSES": False,
-    "DATA_SET": "SHD",          # "SHD" or "SSC"
-    "DATASET": None,            # the same choice under the README's name (overrides DATA_SET)
-    "DATA_DIR": "data",         # the files are in DATA_DIR/SHD/ and DATA_DIR/SSC/
-    "CACHE_DIR": None,          # binned data cache (None: DATA_DIR/<data set>/cache)
-    "DOWNLOAD": False,          # fetch missing files through tonic (needs internet)
-    "DATA_BUFFER_NAME": None,   # accepted for compatibility; the cache is in CACHE_DIR
-    "TEST_ST_INTEGRITY": False,  # accepted for compatibility; no effect
-    "DTYPE": "float32",         # "float32" or "float64"
-    "BACKEND": "auto",         # "auto" (the GPU when one is usable, else the CPU), "cpu", "cuda"
-    "PROGRESS": True,           # progress bar and one line per epoch
-}
+# The parameter dictionary users edit; its keys, defaults, rules, meanings and units are in
+# eventprop.config.shd (reference: docs/parameters/shd.md).
+p = parameters.defaults(shd_parameters.PARAMETERS)
 
 # The paper's final configurations: the base scan settings with the best condition of
 # the final SHD cross-validation scan (1024 recurrent LIF, delay line 10 x 30 ms with input weights
@@ -172,50 +62,10 @@ PAPER_SSC = dict(PAPER_SHD, DATA_SET="SSC", EVALUATION="validation_set", SPEAKER
                  N_TRAIN=2 * 75466, CHECKPOINT_BEST="validation")
 PRESETS = {"paper_SHD": PAPER_SHD, "paper_SSC": PAPER_SSC}
 
-AUGMENTATION_RULES = {
-    "NORMALISE_SPIKE_NUMBER": lambda v: None if isinstance(v, bool) else "must be True or False",
-    "random_shift": lambda v: checks.non_negative(v),
-    "random_dilate": lambda v: None if (isinstance(v, (list, tuple)) and len(v) == 2
-                                        and not checks.positive(v[0])
-                                        and not checks.positive(v[1]) and v[0] <= v[1])
-    else "must be [lo, hi] with 0 < lo <= hi",
-    "ID_jitter": lambda v: checks.non_negative(v),
-    "blend": lambda v: None if (isinstance(v, (list, tuple)) and len(v) > 0 and
-                                all(not checks.non_negative(x) and x <= 1 for x in v))
-    else "must be a non-empty list of probabilities",
-}
-
-
-def augmentation_rule(value, p=None):
-    if not isinstance(value, dict):
-        return "must be a dict"
-    for key, v in value.items():
-        if key not in AUGMENTATION_RULES:
-            close = difflib.get_close_matches(str(key), list(AUGMENTATION_RULES), n=2)
-            return (f"unknown augmentation {key!r}" +
-                    (f" (did you mean {', '.join(map(repr, close))}?)" if close else "") +
-                    f"; known: {', '.join(AUGMENTATION_RULES)}")
-        message = AUGMENTATION_RULES[key](v)
-        if message:
-            return f"{key!r}: {message}"
-
-
-def list_of_indices(value, p=None):
-    if not isinstance(value, (list, tuple)) or not value or any(
-            not isinstance(i, (int, np.integer)) or isinstance(i, bool) or i < 0 for i in value):
-        return "must be a non-empty list of speaker indices (0, 1, ...)"
-
-
 # The defaults as shipped: users edit p itself, so p cannot serve to detect unknown keys.
-DEFAULTS = copy.deepcopy(p)
+DEFAULTS = parameters.defaults(shd_parameters.PARAMETERS)
 
-RULES = parameters.rules_for(DEFAULTS, {
-    "EVALUATION": checks.one_of("random", "speaker", "validation_set"),
-    "SPEAKER_LEFT": list_of_indices,
-    "AUGMENTATION": augmentation_rule, "RESCALE_T": checks.positive, "RESCALE_X": checks.positive,
-    "DATA_SET": checks.one_of("SHD", "SSC"), "DATASET": checks.one_of(None, "SHD", "SSC"),
-    "DATA_BUFFER_NAME": checks.anything, "TEST_ST_INTEGRITY": checks.anything,
-})
+RULES = parameters.rules(shd_parameters.PARAMETERS)
 
 
 def dataset_of(p):

@@ -12,11 +12,10 @@ Every input neuron fires once per sample: the bias neuron at 2 dt, the four feat
 ``first_spike`` with spiking LIF outputs; the prediction is the earliest output (a sample with no
 output spike counts as wrong).
 """
-import copy
 import numpy as np
 
 from eventprop.config import parameters
-from eventprop.config import checks
+from eventprop.config import yinyang as yinyang_parameters
 from eventprop import optim
 from eventprop.training.experiment import Experiment, k_folds, training_order
 from eventprop.training.build import build_network
@@ -27,71 +26,14 @@ from eventprop.data.yinyang import generate_yinyang, yinyang_spike_times
 N_INPUT = 5
 N_CLASSES = 3
 
-p = {
-    "OUT_DIR": ".",             # folder for every file a run writes
-    "NAME": "test",             # prefix of those files
-    "DT_MS": 0.1,
-    "BUILD": True,              # accepted for compatibility; kernels compile on first use
-    "TIMING": True,             # print forward/backward timing per epoch
-    "TRAIN_DATA_SEED": 123,
-    "TEST_DATA_SEED": 456,
-    "MODEL_SEED": None,         # seed of the weight initialisation (None: random)
-    "TRIAL_MS": 30.0,
-    "N_MAX_SPIKE": 400,         # spikes per neuron and trial kept for the backward pass
-    "N_BATCH": 32,
-    "N_TRAIN": 32000,           # one third of the number of training samples
-    "N_EPOCH": 10,
-    "N_TEST": 800,              # one third of the number of test samples
-    "NUM_HIDDEN": 100,
-    "TAU_SYN": 5.0,
-    "TAU_MEM": 20.0,
-    "V_THRESH": 1.0,
-    "V_RESET": 0.0,
-    "LOSS_TYPE": "first_spike",
-    "TAU_0": 0.5,
-    "TAU_1": 6.4,
-    "ALPHA": 3e-3,
-    "INPUT_HIDDEN_MEAN": 1.5,
-    "INPUT_HIDDEN_STD": 0.78,
-    "HIDDEN_OUTPUT_MEAN": 0.93,
-    "HIDDEN_OUTPUT_STD": 0.1,
-    "ETA": 5e-3,
-    "ADAM_BETA1": 0.9,
-    "ADAM_BETA2": 0.999,
-    "ADAM_EPS": 1e-8,
-    "ETA_DECAY": 0.95,          # learning rate x ETA_DECAY at the start of every epoch
-    "PDROP": 0.0,               # hidden dropout probability (delays spikes)
-    "SHUFFLE": False,           # new random order of the training samples every epoch
-    "REWIRE_SILENT": False,     # at epoch end, revive hidden neurons that did not spike ...
-    "REWIRE_LIFT": 0.0,         # ... by adding this to their input weights (0: redraw them)
-    "REWIRE_LIFT_SILENT_ONLY": True,  # lift only silent neurons' inputs (False: all, as SHD)
-    "N_FOLDS": 5,               # cross_validate: number of folds of the training set ...
-    "FOLDS": None,              # ... and which of them to run (None: all; e.g. [2] for one)
-    "DTYPE": "float32",         # "float32" or "float64"
-    "BACKEND": "auto",         # "auto" (the GPU when one is usable, else the CPU), "cpu", "cuda"
-    "REC_SPIKES": [],           # populations: "input", "hidden", "output"
-    "REC_NEURONS": [],          # (population, variable): ("output", "V")
-    "REC_SYNAPSES": [],         # (projection, "w"): "in_to_hid", "hid_to_out"
-    "REC_EPOCH_TRIAL": [],      # [epoch, trial] pairs to record (empty: every trial)
-    "WRITE_TO_DISK": True,      # save recordings
-    "LOAD_LAST": False,         # start from {NAME}_checkpoint_last (train: resume) ...
-    "LOAD_BEST": False,         # ... or from checkpoint "best" (test: with its weights)
-    "CHECKPOINT_NAME": None,    # prefix of the checkpoint to load (None: NAME)
-    "CHECKPOINT": True,         # write checkpoint "last" after every epoch
-    "CHECKPOINT_BEST": "neither",   # checkpoint "best" on improved "validation" / "training"
-    "W_REPORT_INTERVAL": 100,   # weight snapshots every this many trials ...
-    "W_EPOCH_INTERVAL": 10,     # ... in every this many-th epoch
-    "PROGRESS": True,           # progress bar and one line per epoch
-}
+# The parameter dictionary users edit; its keys, defaults, rules, meanings and units are in
+# eventprop.config.yinyang (reference: docs/parameters/yinyang.md).
+p = parameters.defaults(yinyang_parameters.PARAMETERS)
 
 # The defaults as shipped: users edit p itself, so p cannot serve to detect unknown keys.
-DEFAULTS = copy.deepcopy(p)
+DEFAULTS = parameters.defaults(yinyang_parameters.PARAMETERS)
 
-RULES = parameters.rules_for(DEFAULTS, {
-    "ETA_DECAY": checks.positive, "PDROP": checks.probability,
-    "REC_EPOCH_TRIAL": checks.list_of_pairs, "W_REPORT_INTERVAL": checks.integer_at_least(1),
-    "W_EPOCH_INTERVAL": checks.integer_at_least(1),
-})
+RULES = parameters.rules(yinyang_parameters.PARAMETERS)
 
 
 def validate(params):

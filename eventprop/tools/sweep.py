@@ -2,7 +2,7 @@
 
 A sweep is a dict, or a JSON / YAML file holding one:
 
-    {"simulator": "simulator_SHD",            # module; its class is found by SIMULATORS
+    {"simulator": "shd",                      # eventprop.simulators.shd (or "simulator_SHD")
      "method": "cross_validate",              # or "train", "train_test"
      "base": {"DATA_DIR": "data", ...},       # p overrides shared by every task
      "grid": {"NUM_HIDDEN": [256, 512]},      # every combination of these values ...
@@ -10,6 +10,10 @@ A sweep is a dict, or a JSON / YAML file holding one:
      "folds": {"SPEAKER_LEFT": [[0], [1]]},   # one task per value (omit: one task per set)
      "out_dir": "sweeps/example",
      "cluster": {"type": "local"}}            # or slurm / pbs / {"address": "tcp://..."}
+
+"simulator" names a module of ``eventprop.simulators`` ("yinyang", "mnist", "shd", "smnist",
+"dvs_gesture"; its class is found by SIMULATORS), or the same under the original's module name
+("simulator_SHD", as the shipped sweeps/*.json say), or any importable module with "class".
 
 Task (s, f) runs ``method`` of the simulator with p = base + set s + fold value f, in its own
 folder ``out_dir/set{s:03d}/fold{f:02d}`` (OUT_DIR there, NAME "run"), and writes ``task.json``
@@ -37,15 +41,28 @@ from tqdm import tqdm
 
 from eventprop import storage
 
-SIMULATORS = {"simulator_yinyang": "yinyang", "simulator_SHD": "SHD_model",
-              "simulator_MNIST": "mnist_model", "simulator_SMNIST": "SMNIST_model",
-              "simulator_DVS_gesture": "DVS_gesture_model"}
+# module of eventprop.simulators -> its simulator class
+SIMULATORS = {"yinyang": "yinyang", "shd": "SHD_model", "mnist": "mnist_model",
+              "smnist": "SMNIST_model", "dvs_gesture": "DVS_gesture_model"}
+# the original's module names -> module of eventprop.simulators
+ORIGINAL_NAMES = {"simulator_yinyang": "yinyang", "simulator_SHD": "shd",
+                  "simulator_MNIST": "mnist", "simulator_SMNIST": "smnist",
+                  "simulator_DVS_gesture": "dvs_gesture"}
 METHODS = ("train", "train_test", "cross_validate")
 SPEC_KEYS = {"simulator", "class", "method", "base", "grid", "sets", "folds", "out_dir",
              "cluster", "retries"}
 
 
 # --- the sweep file ------------------------------------------------------------------------------
+
+def simulator_module(name):
+    """(module to import, simulator class or None) of a sweep's "simulator": a module of
+    eventprop.simulators by its short or original name, else ``name`` itself."""
+    short = ORIGINAL_NAMES.get(name, name)
+    if short in SIMULATORS:
+        return f"eventprop.simulators.{short}", SIMULATORS[short]
+    return name, None
+
 
 def load_spec(source):
     """The sweep as a dict, from a dict or a .json / .yaml / .yml file, checked."""
@@ -144,8 +161,9 @@ def _select_gpu():
         os.environ["CUDA_VISIBLE_DEVICES"] = ids[name % len(ids)]
 
 
-def run_task(simulator, class_name, method, task):
-    """Run one task in its folder; returns its record (also written to task.json)."""
+def run_task(module_name, class_name, method, task):
+    """Run one task in its folder (``module_name``: the module to import); returns its record
+    (also written to task.json)."""
     _select_gpu()
     folder = task["folder"]
     os.makedirs(folder, exist_ok=True)
@@ -153,7 +171,7 @@ def run_task(simulator, class_name, method, task):
     record = {"set": task["set"], "fold": task["fold"], "overrides": task["overrides"],
               "fold_value": task["fold_value"], "parameters": task["p"]}
     try:
-        module = importlib.import_module(simulator)
+        module = importlib.import_module(module_name)
         model = getattr(module, class_name)(task["p"])
         out = getattr(model, method)(task["p"])
         if method == "cross_validate":
@@ -235,10 +253,10 @@ def run_sweep(source, out_dir=None, client=None, workers=None, scheduler=None, p
     from distributed import as_completed
     spec = load_spec(source)
     out_dir = out_dir or spec["out_dir"]
-    simulator = spec["simulator"]
-    class_name = spec.get("class") or SIMULATORS.get(simulator)
+    module_name, known_class = simulator_module(spec["simulator"])
+    class_name = spec.get("class") or known_class
     if class_name is None:
-        raise ValueError(f"sweep 'class' is needed for simulator {simulator!r}")
+        raise ValueError(f"sweep 'class' is needed for simulator {spec['simulator']!r}")
     os.makedirs(out_dir, exist_ok=True)
     storage.save_json(os.path.join(out_dir, "sweep.json"), spec)
     all_tasks = tasks(spec, out_dir)
@@ -253,7 +271,7 @@ def run_sweep(source, out_dir=None, client=None, workers=None, scheduler=None, p
     if own_client and todo:
         client = make_client(spec.get("cluster"), workers, scheduler)
     try:
-        futures = [client.submit(run_task, simulator, class_name, spec["method"], task,
+        futures = [client.submit(run_task, module_name, class_name, spec["method"], task,
                                  key=f"sweep-{os.path.abspath(out_dir)}-{task['set']}-"
                                      f"{task['fold']}", retries=spec.get("retries", 1),
                                  pure=False) for task in todo]

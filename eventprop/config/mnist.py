@@ -1,0 +1,91 @@
+"""Parameters of the MNIST simulator (``eventprop.simulators.mnist``): every key of its ``p``,
+in order, as a shared key of ``eventprop.config.shared`` (with this simulator's default where it
+differs) or as a key of its own."""
+from eventprop.config import checks
+from eventprop.config.parameter import Parameter as P, shared
+from eventprop.config.parameters import resolve
+from eventprop.data import mnist as mnist_data
+
+# REDUCED_CLASSES of the simulators on the MNIST images (also sequential MNIST)
+REDUCED_DIGITS = P(None, checks.optional_class_list_below(mnist_data.N_CLASSES, "digits"),
+                   "digits to keep, relabelled 0 … k−1 in the list's order (k outputs)", "")
+
+# the keys of p, in order: shared(), shared(default=...) or P(default, rule, meaning, unit)
+TABLE = {
+    "OUT_DIR": shared(),
+    "NAME": shared(),
+    "DEBUG_HIDDEN_N": shared(),
+    "DT_MS": shared(),
+    "BUILD": shared(),
+    "TIMING": shared(),
+    "TRAIN_DATA_SEED": shared(),
+    "TEST_DATA_SEED": shared(),
+    "MODEL_SEED": shared(),
+    "TRIAL_MS": shared(default=20.0),     # pixels fire in [2 DT_MS, TRIAL_MS - 2 DT_MS]
+    "N_MAX_SPIKE": shared(default=50),
+    "N_BATCH": shared(),
+    "N_TRAIN": shared(default=55000),
+    "N_VALIDATE": shared(default=5000),
+    "N_TEST": shared(),
+    "N_EPOCH": shared(default=20),
+    "SHUFFLE": shared(),
+    "NUM_HIDDEN": shared(default=128),
+    "RECURRENT": shared(),
+    "TAU_SYN": shared(),
+    "TAU_MEM": shared(),
+    "V_THRESH": shared(),
+    "V_RESET": shared(),
+    "INPUT_HIDDEN_MEAN": shared(default=0.078),
+    "INPUT_HIDDEN_STD": shared(default=0.045),
+    "HIDDEN_OUTPUT_MEAN": shared(default=0.2),
+    "HIDDEN_OUTPUT_STD": shared(default=0.37),
+    "HIDDEN_HIDDEN_MEAN": shared(default=0.2),
+    "HIDDEN_HIDDEN_STD": shared(default=0.37),
+    "PDROP_INPUT": shared(default=0.2),
+    "PDROP_HIDDEN": shared(),
+    "REG_TYPE": shared(),
+    "LBD_UPPER": shared(default=5e-06),
+    "LBD_LOWER": shared(default=0.001),
+    "NU_UPPER": shared(default=2.0),
+    "RHO_UPPER": shared(default=5000.0),
+    "GLB_UPPER": shared(default=1e-05),
+    "ETA": shared(default=0.01),          # constant; the original README says 5e-3
+    "ADAM_BETA1": shared(),
+    "ADAM_BETA2": shared(),
+    "ADAM_EPS": shared(),
+    "W_OUTPUT_EPOCH_TRIAL": shared(),
+    "SPK_REC_STEPS": shared(),
+    "REC_SPIKES": shared(),
+    "REC_NEURONS": shared(),
+    "REC_SYNAPSES": shared(),
+    "REC_SPIKES_EPOCH_TRIAL": shared(),
+    "REC_NEURONS_EPOCH_TRIAL": shared(),
+    "REC_SYNAPSES_EPOCH_TRIAL": shared(),
+    "WRITE_TO_DISK": shared(),
+    "LOAD_LAST": shared(),
+    "LOAD_BEST": shared(),
+    "CHECKPOINT_NAME": shared(),
+    "CHECKPOINT": shared(),
+    "CHECKPOINT_BEST": shared(),
+    "LOSS_TYPE": shared(default="avg_xentropy"),
+    "TAU_ACCUMULATOR": shared(),
+    "EVALUATION": P("random", checks.anything,
+                    "accepted for compatibility; unused (as in the original)", ""),
+    "CUDA_VISIBLE_DEVICES": shared(),
+    "AVG_SNSUM": shared(),
+    "REDUCED_CLASSES": REDUCED_DIGITS,
+    "TAU_0": shared(default=0.5),
+    "TAU_1": shared(default=6.4),
+    "ALPHA": shared(default=0.003),
+    "COLLECT_CONFUSION": shared(),
+    "REC_PREDICTIONS": shared(),
+    "N_FOLDS": shared(),
+    "FOLDS": shared(),
+    "DATA_DIR": shared(),
+    "DOWNLOAD": shared(),
+    "DTYPE": shared(),
+    "BACKEND": shared(),
+    "PROGRESS": shared(),
+}
+
+PARAMETERS = resolve(TABLE)

@@ -1,0 +1,145 @@
+"""Parameters of the SHD / SSC simulator (``eventprop.simulators.shd``): every key of its ``p``,
+in order, as a shared key of ``eventprop.config.shared`` (with this simulator's default where it
+differs; SHARED holds SHD's defaults) or as a key of its own."""
+import numpy as np
+
+from eventprop.config import checks
+from eventprop.config.augmentation import augmentations_of
+from eventprop.config.parameter import Parameter as P, shared
+from eventprop.config.parameters import resolve
+
+# the augmentations of SHD's channel data, in the order error messages name them
+AUGMENTATIONS = ("NORMALISE_SPIKE_NUMBER", "random_shift", "random_dilate", "ID_jitter", "blend")
+
+
+@checks.valid_values("a non-empty list of indices >= 0")
+def speaker_indices(value, p=None):
+    if not isinstance(value, (list, tuple)) or not value or any(
+            not isinstance(i, (int, np.integer)) or isinstance(i, bool) or i < 0 for i in value):
+        return "must be a non-empty list of speaker indices (0, 1, ...)"
+
+
+# the keys of p, in order: shared(), shared(default=...) or P(default, rule, meaning, unit)
+TABLE = {
+    "OUT_DIR": shared(),
+    "NAME": shared(),
+    "DEBUG_HIDDEN_N": shared(),
+    "DT_MS": shared(),
+    "BUILD": shared(),
+    "TIMING": shared(),
+    "PROFILE": shared(),
+    "TRAIN_DATA_SEED": shared(),
+    "TEST_DATA_SEED": P(456, checks.optional_seed,
+                        "accepted for compatibility; unused (as in the original)", ""),
+    "MODEL_SEED": shared(),
+    "TRIAL_MS": shared(),
+    "N_MAX_SPIKE": shared(),
+    "N_BATCH": shared(),
+    "N_TRAIN": shared(),
+    "N_VALIDATE": shared(),
+    "N_EPOCH": shared(),
+    "SHUFFLE": shared(),
+    "NUM_HIDDEN": shared(),
+    "RECURRENT": shared(),
+    "N_HID_LAYER": shared(),
+    "N_INPUT_DELAY": shared(),
+    "INPUT_DELAY": shared(),
+    "TAU_SYN": shared(),
+    "TAU_MEM": shared(),
+    "V_THRESH": shared(),
+    "V_RESET": shared(),
+    "HIDDEN_NEURON_TYPE": shared(),
+    "OUTPUT_NEURON_TYPE": shared(),
+    "TAU_B": shared(),
+    "B_INCR": shared(),
+    "B_INIT": shared(),
+    "INPUT_HIDDEN_MEAN": shared(),
+    "INPUT_HIDDEN_STD": shared(),
+    "HIDDEN_OUTPUT_MEAN": shared(),
+    "HIDDEN_OUTPUT_STD": shared(),
+    "HIDDEN_HIDDEN_MEAN": shared(),
+    "HIDDEN_HIDDEN_STD": shared(),
+    "HIDDEN_HIDDENFWD_MEAN": shared(),
+    "HIDDEN_HIDDENFWD_STD": shared(),
+    "PDROP_INPUT": shared(),
+    "PDROP_HIDDEN": shared(),
+    "HIDDEN_NOISE": shared(),
+    "REG_TYPE": shared(),
+    "LBD_UPPER": shared(),
+    "LBD_LOWER": shared(),
+    "NU_UPPER": shared(),
+    "RHO_UPPER": shared(),
+    "GLB_UPPER": shared(),
+    "AVG_SNSUM": shared(),
+    "REWIRE_SILENT": shared(),
+    "REWIRE_LIFT": shared(),
+    "REWIRE_LIFT_SILENT_ONLY": shared(),
+    "ETA": shared(),
+    "ADAM_BETA1": shared(),
+    "ADAM_BETA2": shared(),
+    "ADAM_EPS": shared(),
+    "LR_EASE_IN_FACTOR": shared(),
+    "EMA_ALPHA1": shared(),
+    "EMA_ALPHA2": shared(),
+    "ETA_FAC": shared(),
+    "MIN_EPOCH_ETA_FIXED": shared(),
+    "EMA_WHICH": shared(),
+    "TRAIN_TAU": shared(),
+    "MIN_TAU_M": shared(),
+    "MIN_TAU_SYN": shared(),
+    "TRAIN_TAU_OUTPUT": shared(),
+    "TRAIN_W": shared(),
+    "TRAIN_W_OUTPUT": shared(),
+    "W_OUTPUT_EPOCH_TRIAL": shared(),
+    "TAU_OUTPUT_EPOCH_TRIAL": shared(),
+    "SPK_REC_STEPS": shared(),
+    "REC_SPIKES": shared(),
+    "REC_NEURONS": shared(),
+    "REC_SYNAPSES": shared(),
+    "REC_SPIKES_EPOCH_TRIAL": shared(),
+    "REC_NEURONS_EPOCH_TRIAL": shared(),
+    "REC_SYNAPSES_EPOCH_TRIAL": shared(),
+    "WRITE_TO_DISK": shared(),
+    "LOAD_LAST": shared(),
+    "LOAD_BEST": shared(),
+    "CHECKPOINT_NAME": shared(),
+    "CHECKPOINT": shared(),
+    "CHECKPOINT_BEST": shared(),
+    "LOSS_TYPE": shared(),
+    "TAU_ACCUMULATOR": shared(),
+    "TAU_0": shared(),
+    "TAU_1": shared(),
+    "ALPHA": shared(),
+    "EVALUATION": P("random", checks.one_of("random", "speaker", "validation_set"),
+                    "evaluation part of train: random samples, a left-out speaker (SHD) or the "
+                    "official validation file (SSC)", ""),
+    "SPEAKER_LEFT": P([0], speaker_indices,
+                      "indices into the sorted speaker ids: \"speaker\" leaves out the first, "
+                      "cross_validate makes one fold per entry", ""),
+    "CUDA_VISIBLE_DEVICES": shared(),
+    "REDUCED_CLASSES": shared(),
+    "AUGMENTATION": P({"NORMALISE_SPIKE_NUMBER": False}, augmentations_of(AUGMENTATIONS),
+                      "augmentations of the training set, applied every epoch in this order", ""),
+    "COLLECT_CONFUSION": shared(),
+    "REC_PREDICTIONS": shared(),
+    "RESCALE_T": P(1.0, checks.positive,
+                   "time bins × RESCALE_T (floored) when the data are binned", ""),
+    "RESCALE_X": P(1.0, checks.positive,
+                   "channels × RESCALE_X (floored); the network keeps 700 inputs", ""),
+    "BALANCE_TRAIN_CLASSES": shared(),
+    "BALANCE_EVAL_CLASSES": shared(),
+    "DATA_SET": P("SHD", checks.one_of("SHD", "SSC"), "the data set", ""),
+    "DATASET": P(None, checks.one_of(None, "SHD", "SSC"),
+                 "the same choice under the original README's name; when set it overrides "
+                 "DATA_SET", ""),
+    "DATA_DIR": shared(),
+    "CACHE_DIR": shared(),
+    "DOWNLOAD": shared(),
+    "DATA_BUFFER_NAME": shared(),
+    "TEST_ST_INTEGRITY": shared(),
+    "DTYPE": shared(),
+    "BACKEND": shared(),
+    "PROGRESS": shared(),
+}
+
+PARAMETERS = resolve(TABLE)
