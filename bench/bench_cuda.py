@@ -38,7 +38,7 @@ from numba.core import config
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from eventprop.backends import cuda as engine_cuda  # noqa: E402
+from eventprop.backends.cuda import backward, forward, launch  # noqa: E402
 from bench_engine import EPOCH_SAMPLES, insert_row, synthetic_batch  # noqa: E402
 from eventprop.network import EventPropNetwork  # noqa: E402
 from eventprop.optim import Adam
@@ -124,7 +124,7 @@ class Run:
             idx = (np.arange(self.batch) + self.k * self.batch) % size
             self.k += 1
             todo.append((idx, self.data.batch(idx)))
-        uploaded = self.net.upload_inputs([b for _, b in todo])
+        uploaded = self.net.backend.upload_inputs([b for _, b in todo])
         self.pending += [(idx, b, d) for (idx, b), d in zip(todo, uploaded)]
         cuda.synchronize()
         return (time.perf_counter() - t0) / n
@@ -163,7 +163,7 @@ def bench_config(data, n_in, hidden, recurrent, batch, steps, seconds, min_batch
         cuda.synchronize()
         times.append(time.perf_counter() - t0)
     used.append(used_bytes())
-    ws = run.net._gpu[1]
+    ws = run.net.backend.workspace
     profile = None
     if profile_batches:
         ws.profile = {}
@@ -181,7 +181,7 @@ def bench_config(data, n_in, hidden, recurrent, batch, steps, seconds, min_batch
     per_batch = float(np.median(times)) + inputs
     gpu_mb = None if used0 is None or None in used else (max(used) - used0) / 2 ** 20
     out = {"config": f"{hidden} LIF{' recurrent' if recurrent else ''}, B={batch}, "
-                     f"{steps} steps, {engine_cuda.threads_per_block(hidden + 20)} threads",
+                     f"{steps} steps, {launch.threads_per_block(hidden + 20)} threads",
            "per_batch": per_batch, "per_epoch": per_batch * EPOCH_SAMPLES / batch,
            "first": first, "gpu_mb": gpu_mb, "ws_mb": ws.nbytes() / 2 ** 20,
            "spikes": float(result.hidden_counts.sum(axis=(1, 2)).mean()),
@@ -231,7 +231,7 @@ def main(argv=None):
     ap.add_argument("--budget", type=float, default=300.0,
                     help="skip configurations that would start after this many seconds")
     ap.add_argument("--max-threads", type=int, default=None,
-                    help="engine_cuda.MAX_THREADS: most threads per block (default: the "
+                    help="launch.MAX_THREADS: most threads per block (default: the "
                          "engine's)")
     ap.add_argument("--profile", action="store_true",
                     help="breakdown per batch from separate, synchronised batches")
@@ -255,7 +255,7 @@ def main(argv=None):
                          "not under the simulator); give --benchmarks FILE to test writing")
     path = args.benchmarks or os.path.join(ROOT, "BENCHMARKS.md")
     if args.max_threads is not None:
-        engine_cuda.MAX_THREADS = args.max_threads
+        launch.MAX_THREADS = args.max_threads
     if config.ENABLE_CUDASIM:
         sys.setswitchinterval(5e-5)   # the simulator's threads meet at every syncthreads
     recurrent = {"both": (False, True), "no": (False,), "yes": (True,)}[args.recurrent]
@@ -301,9 +301,9 @@ def main(argv=None):
             print(f"{r['config']}: {r['per_epoch']:.2f} s per epoch {verdict} the target "
                   f"{target} s")
     if not config.ENABLE_CUDASIM:
-        for name in ("_input_current_kernel", "_forward_kernel", "_backward_kernel",
-                     "_input_gradient_kernel"):
-            regs = getattr(engine_cuda, name).get_regs_per_thread()
+        for module, name in ((forward, "_input_current_kernel"), (forward, "_forward_kernel"),
+                             (backward, "_backward_kernel"), (backward, "_input_gradient_kernel")):
+            regs = getattr(module, name).get_regs_per_thread()
             print(f"{name}: registers per thread {sorted(set(regs.values()))}")
     print(f"total {time.perf_counter() - start:.0f} s")
     if args.write and rows:

@@ -44,7 +44,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from bench_engine import cpu_name, insert_row  # noqa: E402
 from eventprop.training.experiment import STREAM_DROPOUT, epoch_rng, training_order  # noqa: E402
-from eventprop.network import select_engine  # noqa: E402
+from eventprop.backends import select_backend  # noqa: E402
 from eventprop.simulators.shd import SHD_model, validate  # noqa: E402
 from eventprop.data.spikes import SpikeData  # noqa: E402
 
@@ -119,9 +119,9 @@ def params(hidden, aug, n_train, n_validate, out_dir):
 def machine():
     """What ran the engine: the GPU (BACKEND "auto" picks it when one is usable) or the CPU's
     cores and numba threads."""
-    engine = select_engine("auto")
+    backend = select_backend("auto")
     host = f"{cpu_name()}, {os.cpu_count()} cores, {numba.get_num_threads()} threads"
-    if hasattr(engine, "Workspace"):
+    if backend.name == "cuda":
         from numba import cuda
         name = cuda.get_current_device().name
         return f"{name.decode() if isinstance(name, bytes) else name} (GPU backend); host {host}"

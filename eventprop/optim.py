@@ -1,33 +1,84 @@
 """Adam and the learning-rate schedules."""
+import math
+from collections import namedtuple
+
 import numpy as np
+from numba import njit
+
+from eventprop.models import model_function
+
+AdamStep = namedtuple("AdamStep", ["beta1", "beta2", "eps", "eta", "c1", "c2"])
+AdamStep.__doc__ = ("The constants of one Adam step: decay rates, epsilon, learning rate and the "
+                    "bias corrections c1 = 1 - beta1^t, c2 = 1 - beta2^t (Python floats).")
+
+
+@model_function
+def adam_update(g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, eta, c1, c2):
+    """Adam for one parameter with gradient g and moments m, v:
+        m <- beta1 m + (1 - beta1) g,    v <- beta2 v + (1 - beta2) g^2,
+        step = eta (m / c1) / (sqrt(v / c2) + eps),    theta <- theta - step.
+    Every operation is rounded in the precision of the arguments (pass them all in the
+    parameter's dtype). Returns (m, v, step). Compiled for the CPU and, called from a kernel, for
+    the GPU."""
+    m = m * beta1 + one_minus_beta1 * g
+    v = v * beta2 + one_minus_beta2 * g * g
+    return m, v, eta * (m / c1) / (math.sqrt(v / c2) + eps)
+
+
+@njit(cache=True)
+def adam_arrays(theta, g, m, v, step):
+    """``adam_update`` on flat arrays (in place), in the moments' precision."""
+    real = m.dtype.type
+    b1, d1 = real(step.beta1), real(1.0 - step.beta1)
+    b2, d2 = real(step.beta2), real(1.0 - step.beta2)
+    eps, eta, c1, c2 = real(step.eps), real(step.eta), real(step.c1), real(step.c2)
+    for k in range(theta.shape[0]):
+        m[k], v[k], delta = adam_update(g[k], m[k], v[k], b1, d1, b2, d2, eps, eta, c1, c2)
+        theta[k] -= theta.dtype.type(delta)
 
 
 class Adam:
     """Adam: m <- b1 m + (1-b1) g, v <- b2 v + (1-b2) g^2,
-    theta <- theta - eta m_hat / (sqrt(v_hat) + eps), bias-corrected with the step count t >= 1."""
+    theta <- theta - eta m_hat / (sqrt(v_hat) + eps), bias-corrected with the step count t >= 1.
+
+    The state (t, m, v by parameter name) lives here. A backend that steps the parameters where
+    it keeps them (the GPU) takes the step's constants from ``begin_step``, the moments from
+    ``moments``, and gives its newer moments back through ``set_moments``."""
 
     def __init__(self, beta1=0.9, beta2=0.999, eps=1e-8):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.m, self.v = {}, {}
         self.t = 0
 
-    def step(self, params, grads, eta, names):
-        """One update of params[name] for every name in ``names`` (in place)."""
+    def begin_step(self, eta):
+        """Count a new step; its ``AdamStep`` constants for learning rate ``eta``."""
         self.t += 1
-        c1 = 1.0 - self.beta1 ** self.t
-        c2 = 1.0 - self.beta2 ** self.t
+        return AdamStep(float(self.beta1), float(self.beta2), float(self.eps), float(eta),
+                        1.0 - self.beta1 ** self.t, 1.0 - self.beta2 ** self.t)
+
+    def moments(self, name, like):
+        """The moment arrays (m, v) of parameter ``name``; zeros shaped as ``like`` at first."""
+        if name not in self.m:
+            self.m[name] = np.zeros_like(like)
+            self.v[name] = np.zeros_like(like)
+        return self.m[name], self.v[name]
+
+    def set_moments(self, name, m, v):
+        """Newer values of the moments of ``name``, copied into the arrays of ``moments``."""
+        self.m[name][...] = m
+        self.v[name][...] = v
+
+    def step(self, params, grads, eta, names):
+        """One update of params[name] for every name in ``names`` (in place, on the host)."""
+        step = self.begin_step(eta)
         for name in names:
-            g = grads[name]
-            if name not in self.m:
-                self.m[name] = np.zeros_like(g)
-                self.v[name] = np.zeros_like(g)
-            m, v = self.m[name], self.v[name]
-            m *= self.beta1
-            m += (1.0 - self.beta1) * g
-            v *= self.beta2
-            v += (1.0 - self.beta2) * g * g
-            params[name] -= (eta * (m / c1) / (np.sqrt(v / c2) + self.eps)).astype(
-                params[name].dtype)
+            g = np.ascontiguousarray(grads[name])
+            m, v = self.moments(name, g)
+            theta = params[name]
+            flat = theta.reshape(-1)          # a view where theta is contiguous
+            adam_arrays(flat, g.reshape(-1), m.reshape(-1), v.reshape(-1), step)
+            if not np.shares_memory(flat, theta):
+                theta[...] = flat.reshape(theta.shape)
 
     def state(self):
         """Arrays and step count, for checkpoints."""

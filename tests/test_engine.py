@@ -189,9 +189,9 @@ def test_spike_store_grows_without_changing_results():
     data = random_data(7, 4, 80, n_spikes=60)
     ref = gradient(make_net("sum"), data)
     net = make_net("sum")
-    net._capacity = 1
+    net.spike_capacity = 1
     grown = gradient(net, data)
-    assert net._capacity > 1
+    assert net.spike_capacity > 1
     for name in ref.grads:
         assert np.array_equal(ref.grads[name], grown.grads[name])
 

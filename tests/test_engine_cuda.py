@@ -1,6 +1,6 @@
-"""The CUDA engine (``engine_cuda``) against the CPU engine (``engine_cpu``): on the same inputs and
-seeds, the same spikes (counts, stored spikes, first spikes, overflow counters) and the same
-traces and gradients to rounding (relative 1e-4 in float32, 1e-10 in float64), for every loss,
+"""The CUDA backend (``backends.cuda``) against the CPU backend (``backends.cpu``): on the same
+inputs and seeds, the same spikes (counts, stored spikes, first spikes, overflow counters) and the
+same traces and gradients to rounding (relative 1e-4 in float32, 1e-10 in float64), for every loss,
 every hidden neuron type, recurrent and two-layer networks, dropout and noise, trained taus.
 
 How this file runs:
@@ -18,11 +18,12 @@ How this file runs:
   NVVM (a CUDA toolkit) is installed; that needs no GPU and checks what the simulator cannot:
   that the kernels, and the ``models`` functions they call, type and compile for the device.
 
-Each equality test runs ``EventPropNetwork.run_batch`` with a "twin" engine in place of
-``engine_cpu``: every forward and backward call runs the CPU kernel on the network's arrays and
-the CUDA kernel on copies of them, and the test compares all the outputs of every call.
+Each equality test runs ``EventPropNetwork.run_batch`` on a CPU backend whose kernels are
+"twins": every forward and backward call runs the CPU kernel on the network's records and the
+CUDA kernels (``cuda.host``) on copies of them, and the test compares all the outputs of every
+call.
 
-The ``test_device_*`` tests run networks on ``engine_cuda`` itself, that is through its
+The ``test_device_*`` tests run networks on the CUDA backend itself, that is through its
 ``Workspace`` (buffers and parameters kept on the device from trial to trial), against networks on
 the CPU over sequences of trials, and check what is uploaded, copied back and allocated.
 ``test_select_gpu_*`` check the device choice with a stand-in for ``numba.cuda`` (no GPU needed),
@@ -36,65 +37,47 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from eventprop.backends import cpu as engine_cpu
-from eventprop.backends import cuda as engine_cuda
-from eventprop import network
 from cuda_simulator import SIMULATOR, needs_cuda, run_under_simulator, runs_only_without_cuda
-from eventprop.network import EventPropNetwork
+from eventprop.backends import CpuBackend, select_backend
+from eventprop.backends.cpu import kernels as cpu_kernels
+from eventprop.backends.cuda import CudaBackend
+from eventprop.backends.cuda import backend as cuda_backend
+from eventprop.backends.cuda import host as cuda_host
+from eventprop.backends.cuda import launch, optimiser, workspace
+from eventprop.backends.records import Gradients
 from eventprop.data.spikes import SpikeData
+from eventprop.network import EventPropNetwork
+from eventprop.optim import AdamStep
 
 N_IN, N_HID, N_OUT, BATCH = 10, 6, 3, 3
 
-# positions of the outputs in the argument lists of forward_batch / backward_batch
-FORWARD_OUT = {name: k for k, name in enumerate(
-    ("sp_ptr", "sp_idx", "sp_imv", "sp_b", "sp_need", "n_unstored", "counts", "first_step",
-     "V_out_tr", "I_out_tr", "V_h_tr", "I_h_tr"), start=27)}
-BACKWARD_OUT = {name: k for k, name in enumerate(
-    ("dW_in", "dW_fwd", "dW_rec", "dW_out", "dtau_m_h", "dtau_s_h", "dtau_m_o", "dtau_s_o"),
-    start=40)}
+# positions of the records in the arguments of forward_batch / backward_batch
+STORE, TRACES, GRADS = 4, 5, 7
 EXACT = ("sp_ptr", "sp_idx", "sp_need", "n_unstored", "counts", "first_step")
 
 
-class TwinEngine:
-    """Stands in for ``engine_cpu`` in ``network``: runs both engines on the same arguments."""
+def copy_record(record):
+    return type(record)(*(x.copy() if isinstance(x, np.ndarray) else x for x in record))
+
+
+class TwinKernels:
+    """The kernels of a CPU backend for the tests: runs the CPU kernels and the CUDA kernels
+    (``cuda.host``) on the same records."""
 
     def __init__(self):
         self.calls = []
 
     def _run(self, name, args):
-        copies = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
-        getattr(engine_cuda, name)(*copies)
-        getattr(engine_cpu, name)(*args)
+        copies = [copy_record(a) for a in args]
+        getattr(cuda_host, name)(*copies)
+        getattr(cpu_kernels, name)(*args)
         self.calls.append((name, args, copies))
-
-    def gradient_chunks(self, n_samples):
-        return max(1, min(n_samples, numba.get_num_threads()))   # as the CPU engine
 
     def forward_batch(self, *args):
         self._run("forward_batch", args)
 
     def backward_batch(self, *args):
         self._run("backward_batch", args)
-
-
-class engine_in_use:
-    """Context: ``net`` runs on ``engine``. Covers both ways network.py may pick its engine: the
-    module global ``engine_cpu`` and a per-network ``net.engine`` (the BACKEND selection)."""
-
-    def __init__(self, net, engine):
-        self.net, self.engine = net, engine
-
-    def __enter__(self):
-        self.saved = network.engine_cpu, self.net.__dict__.get("engine")
-        network.engine_cpu = self.engine
-        self.net.engine = self.engine
-
-    def __exit__(self, *exc):
-        network.engine_cpu = self.saved[0]
-        if self.saved[1] is None:
-            del self.net.engine
-        else:
-            self.net.engine = self.saved[1]
 
 
 def make_data(n_steps, seed=1, n_spikes=25):
@@ -129,23 +112,24 @@ def compare(twin, rtol):
     assert "forward_batch" in kinds and "backward_batch" in kinds
     for kind, cpu_args, gpu_args in twin.calls:
         if kind == "forward_batch":
-            for name, k in FORWARD_OUT.items():
-                assert_close(name, cpu_args[k], gpu_args[k], rtol)
+            for k in (STORE, TRACES):
+                for name, cpu, gpu in zip(cpu_args[k]._fields, cpu_args[k], gpu_args[k]):
+                    assert_close(name, cpu, gpu, rtol)
         else:   # the CPU fills K chunks, the GPU chunk 0: compare the sums
-            for name, k in BACKWARD_OUT.items():
-                assert_close(name, cpu_args[k].sum(axis=0), gpu_args[k].sum(axis=0), rtol)
+            for name, cpu, gpu in zip(Gradients._fields, cpu_args[GRADS], gpu_args[GRADS]):
+                assert_close(name, cpu.sum(axis=0), gpu.sum(axis=0), rtol)
 
 
 def run_twin(loss_type, dtype=np.float32, p_drop=0.0, noise=0.0, capacity=None, **kw):
     net = make_net(loss_type, dtype, **kw)
     if capacity is not None:
-        net._capacity = capacity
+        net.spike_capacity = capacity
     data = make_data(net.n_steps)
     in_ptr, in_ch = data.batch(np.arange(BATCH))
-    twin = TwinEngine()
-    with engine_in_use(net, twin):
-        result = net.run_batch(in_ptr, in_ch, data.labels, learn=True, p_drop_hidden=p_drop,
-                               noise=noise, seed=7, keep_spikes=True, keep_hidden_traces=True)
+    twin = TwinKernels()
+    net.backend = CpuBackend(kernels=twin)
+    result = net.run_batch(in_ptr, in_ch, data.labels, learn=True, p_drop_hidden=p_drop,
+                           noise=noise, seed=7, keep_spikes=True, keep_hidden_traces=True)
     return twin, result
 
 
@@ -200,7 +184,7 @@ def test_cuda_equals_cpu(case):
     if loss_type.startswith("first_spike"):
         assert result.output_counts.sum() > 0
     if net_kw.get("hidden_type") == "ALIF":
-        sp_b = twin.calls[0][2][FORWARD_OUT["sp_b"]]
+        sp_b = twin.calls[0][2][STORE].sp_b
         assert np.abs(sp_b).max() > 0
     compare(twin, RTOL[dtype])
 
@@ -213,7 +197,7 @@ def test_cuda_spike_overflow_and_store_growth_equal_cpu():
     assert result.n_unstored.sum() > 0
     forward_calls = [c for c in twin.calls if c[0] == "forward_batch"]
     assert len(forward_calls) == 2                         # the store grew once
-    assert forward_calls[0][1][FORWARD_OUT["sp_need"]].max() > 4
+    assert forward_calls[0][1][STORE].sp_need.max() > 4
     compare(twin, RTOL[np.float32])
 
 
@@ -223,7 +207,7 @@ def test_cuda_block_size_does_not_change_results(threads, monkeypatch):
     """One thread for all units; 3 threads (backward: groups of 2 lanes per spike and a thread in
     no group); more threads than units (threads that own no unit; 40: one group of 32 lanes and 8
     threads in no group)."""
-    monkeypatch.setattr(engine_cuda, "THREADS_PER_BLOCK", threads)
+    monkeypatch.setattr(launch, "THREADS_PER_BLOCK", threads)
     twin, _ = run_twin("avg_xentropy", np.float32, hidden_type="ALIF", recurrent=True,
                        p_drop=0.2, noise=0.3)
     compare(twin, RTOL[np.float32])
@@ -235,7 +219,7 @@ def test_cuda_global_memory_lists_equal_cpu(dtype, monkeypatch):
     """Networks too large for shared memory keep the forward pass's spike lists and the backward
     pass's postsynaptic adjoints in global memory: same results (forced here with no shared
     memory allowed), two recurrent ALIF layers."""
-    monkeypatch.setattr(engine_cuda, "SHARED_BYTES", 0)
+    monkeypatch.setattr(launch, "SHARED_BYTES", 0)
     twin, result = run_twin("sum_weigh_exp", dtype, hidden_type="ALIF", recurrent=True,
                             n_layers=2)
     assert result.hidden_counts.sum() > 10
@@ -249,24 +233,25 @@ def test_cuda_many_spikes_in_one_step_equal_cpu():
     twin, result = run_twin("sum", np.float32, recurrent=True,
                             init={"input_hidden": (3.0, 0.1)})
     forward = [c for c in twin.calls if c[0] == "forward_batch"][-1][1]
-    sp_ptr = forward[FORWARD_OUT["sp_ptr"]]
+    sp_ptr = forward[STORE].sp_ptr
     assert np.diff(sp_ptr, axis=1).max() >= N_HID           # a step where every neuron fired
     compare(twin, RTOL[np.float32])
 
 
 @needs_cuda
-def test_network_on_cuda_engine_equals_cpu():
-    """The whole run_batch with engine_cuda in place of engine_cpu (K gradient chunks, the spike
-    store growing): predictions, losses and gradients as on the CPU."""
+def test_network_on_cuda_kernels_equals_cpu():
+    """The whole run_batch of the CPU backend with the CUDA kernels (``cuda.host``) in place of
+    the CPU kernels (K gradient chunks, the spike store growing): predictions, losses and
+    gradients as on the CPU."""
     data = make_data(30, seed=4, n_spikes=40)
     in_ptr, in_ch = data.batch(np.arange(BATCH))
     results = []
-    for engine in (engine_cpu, engine_cuda):
+    for kernels in (cpu_kernels, cuda_host):
         net = make_net("sum_weigh_exp", np.float32, recurrent=True, train_tau=True)
-        net._capacity = 2
-        with engine_in_use(net, engine):
-            results.append(net.run_batch(in_ptr, in_ch, data.labels, learn=True,
-                                         p_drop_hidden=0.1, noise=0.2, seed=3))
+        net.spike_capacity = 2
+        net.backend = CpuBackend(kernels=kernels)
+        results.append(net.run_batch(in_ptr, in_ch, data.labels, learn=True,
+                                     p_drop_hidden=0.1, noise=0.2, seed=3))
     cpu, gpu = results
     np.testing.assert_array_equal(gpu.hidden_counts, cpu.hidden_counts)
     np.testing.assert_array_equal(gpu.predictions, cpu.predictions)
@@ -276,9 +261,9 @@ def test_network_on_cuda_engine_equals_cpu():
 
 
 def cuda_net(loss_type, dtype=np.float32, **kw):
-    """A network on engine_cuda (the device-resident path of run_batch)."""
-    net = make_net(loss_type, dtype, **kw)
-    net.engine = engine_cuda
+    """A network on the CUDA backend (the device-resident path of run_batch)."""
+    net = make_net(loss_type, dtype, backend="cuda", **kw)
+    assert isinstance(net.backend, CudaBackend)
     return net
 
 
@@ -304,7 +289,7 @@ def test_device_resident_trials_equal_cpu():
     """A sequence of trials on one network, as an epoch runs them: learning trials with the
     weights changed in place between them (no params_changed call), a smaller last batch, the
     spike store growing, spikes beyond N_MAX_SPIKE, evaluation trials, recordings. Every trial
-    equals the CPU engine's; buffers are allocated in the first trials only."""
+    equals the CPU backend's; buffers are allocated in the first trials only."""
     kw = dict(hidden_type="ALIF", recurrent=True, train_tau=True, train_tau_output=True,
               n_max_spike=2)
     cpu = make_net("avg_xentropy", np.float32, **kw)
@@ -322,7 +307,7 @@ def test_device_resident_trials_equal_cpu():
     allocations, unstored = [], []
     for k, (idx, learn, keep_spikes, keep_hidden, p_drop, noise, cap) in enumerate(plan):
         if cap is not None:
-            cpu._capacity = gpu._capacity = cap
+            cpu.spike_capacity = gpu.spike_capacity = cap
         in_ptr, in_ch = data.batch(np.array(idx))
         labels = data.labels[idx]
         run = dict(learn=learn, p_drop_hidden=p_drop, noise=noise, seed=11 + k,
@@ -347,7 +332,7 @@ def test_device_resident_trials_equal_cpu():
                 gpu.params[name] -= step
             cpu.clip_taus()
             gpu.clip_taus()
-        allocations.append(gpu._gpu[1].stats["allocations"])
+        allocations.append(gpu.backend.workspace.stats["allocations"])
     assert sum(u > 0 for u in unstored) >= 4               # spikes beyond N_MAX_SPIKE
     # the second trial allocates nothing, the smaller batch only its per-sample counters (the
     # other buffers: views), the first evaluation trial only the empty loss terms of a trial
@@ -370,7 +355,7 @@ def test_device_parameters_uploaded_only_when_changed():
     run = lambda net: net.run_batch(in_ptr, in_ch, data.labels, learn=False,   # noqa: E731
                                     keep_spikes=True)
     run(gpu)
-    ws = gpu._gpu[1]
+    ws = gpu.backend.workspace
     before = ws.stats["param_uploads"]
     run(gpu)
     assert ws.stats["param_uploads"] - before == len(weights)   # default: every trial
@@ -413,7 +398,7 @@ def test_device_copies_back_only_what_is_needed():
     L, N, C, T = net.n_layers, net.n_hidden, net.n_output, net.n_steps
     B = BATCH
     net.run_batch(in_ptr, in_ch, data.labels, learn=True)
-    ws = net._gpu[1]
+    ws = net.backend.workspace
     base = B * 8 * 2 + B * (L * N + C) * 4 + B * C * 8 + B * 2 * 8
     start = ws.stats["d2h_bytes"]
     r = net.run_batch(in_ptr, in_ch, data.labels, learn=False, keep_output_traces=False)
@@ -435,14 +420,14 @@ def test_device_copies_back_only_what_is_needed():
 @needs_cuda
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_device_adam_equals_host_adam(dtype):
-    """Workspace.adam (the Adam kernel) against utils.Adam on the same gradients, over three
-    steps with different gradients; and the time-constant kernel (lower bounds, then the
-    per-step constants) against clip_taus and the host's lif_coefficients."""
+    """The Adam kernel against optim.Adam on the same gradients, over three steps with
+    different gradients; and the time-constant kernel (lower bounds, then the per-step
+    constants) against clip_taus and the host's lif_coefficients."""
     from eventprop.optim import Adam
     rng = np.random.default_rng(4)
     shape = (5, 7)
     host_theta = rng.normal(0, 1, shape).astype(dtype)
-    ws = engine_cuda.Workspace()
+    ws = workspace.Workspace()
     d_theta = ws.param("theta", host_theta.copy())
     d_m = ws.param("m", np.zeros(shape, dtype))
     d_v = ws.param("v", np.zeros(shape, dtype))
@@ -451,8 +436,8 @@ def test_device_adam_equals_host_adam(dtype):
         g = rng.normal(0, 1, shape).astype(dtype)
         g[0, 0] = 0.0
         adam.step({"theta": host_theta}, {"theta": g}, 1e-2, ["theta"])
-        ws.adam(d_theta, ws.put("g", g), d_m, d_v, 0.9, 0.99, 1e-6, 1e-2, 1 - 0.9 ** t,
-                1 - 0.99 ** t)
+        optimiser.adam(d_theta, ws.put("g", g), d_m, d_v,
+                       AdamStep(0.9, 0.99, 1e-6, 1e-2, 1 - 0.9 ** t, 1 - 0.99 ** t))
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(d_theta.copy_to_host(), host_theta, rtol=rtol)
     np.testing.assert_allclose(d_m.copy_to_host(), adam.m["theta"], rtol=rtol)
@@ -466,13 +451,13 @@ def test_device_adam_equals_host_adam(dtype):
     tau_s[0, 3] = tau_m[0, 3]                    # the tau_m == tau_s limit
     d = [ws.put(name, x) for name, x in (("tm", tau_m), ("ts", tau_s))]
     coeff = [ws.buffer(f"c{k}", tau_m.shape, dtype) for k in range(4)]
-    ws.time_constants(*d, net.min_tau_m, net.min_tau_syn, net.dt, *coeff)
+    optimiser.time_constants(*d, net.min_tau_m, net.min_tau_syn, net.dt, *coeff)
     net.params["tau_m_hidden"][...] = tau_m
     net.params["tau_syn_hidden"][...] = tau_s
     net.clip_taus()
     np.testing.assert_array_equal(d[0].copy_to_host(), net.params["tau_m_hidden"])
     np.testing.assert_array_equal(d[1].copy_to_host(), net.params["tau_syn_hidden"])
-    expected = net._coefficients(net.params["tau_m_hidden"], net.params["tau_syn_hidden"])
+    expected = net.step_constants("hidden")[0]
     for k in range(4):
         np.testing.assert_allclose(coeff[k].copy_to_host(), expected[k], rtol=rtol)
 
@@ -502,8 +487,7 @@ def test_device_training_epochs_equal_cpu(loss_type, monkeypatch):
     epochs of 3 trials each (the last one smaller), with input and hidden dropout, noise, and
     trained time constants (float64: the Adam step amplifies rounding differences of small
     gradients, so this compares where there are none that matter)."""
-    from eventprop.training import trainer as simulation
-    monkeypatch.setattr(simulation, "INPUT_BLOCK_SAMPLES", 6)   # 2 trials of 3 at a time
+    monkeypatch.setattr(cuda_backend, "INPUT_BLOCK_SAMPLES", 6)   # 2 trials of 3 at a time
     kw = dict(hidden_type="hetLIF", output_type="hetLI", recurrent=True, train_tau=True,
               train_tau_output=True, n_batch=3)
     n = 3 * 2 + 1
@@ -550,7 +534,7 @@ def test_device_adam_keeps_parameters_on_the_device():
     before = {k: v.copy() for k, v in net.params.items()}
     net.run_batch(in_ptr, in_ch, data.labels, learn=True, fetch_grads=False)
     net.adam_step(adam, 1e-2, names)
-    ws = net._gpu[1]
+    ws = net.backend.workspace
     stats = dict(ws.stats)
     r = net.run_batch(in_ptr, in_ch, data.labels, learn=True, fetch_grads=False,
                       keep_output_traces=False)
@@ -560,14 +544,14 @@ def test_device_adam_keeps_parameters_on_the_device():
     counters = B * 8 * 2 + B * net.n_output * 8
     assert ws.stats["d2h_bytes"] - stats["d2h_bytes"] == counters + B * U * 4 + B * 2 * 8
     net.adam_step(adam, 1e-2, names)
-    assert np.array_equal(net._params["w_input_hidden"], before["w_input_hidden"])  # not yet
+    assert np.array_equal(net.host_params["w_input_hidden"], before["w_input_hidden"])  # not yet
     changed = net.params["w_input_hidden"]
     assert not np.array_equal(changed, before["w_input_hidden"])
     np.testing.assert_array_equal(net.params["w_hidden_hidden"], before["w_hidden_hidden"])
     down = ws.stats["d2h_bytes"]
     net.params                                    # nothing newer on the device: no copy
     assert ws.stats["d2h_bytes"] == down
-    net.download_optimiser(adam)
+    net.sync_to_host(adam)
     m = adam.m["w_hidden_output"].copy()
     assert np.abs(m).max() > 0
     adam.load_state({"adam_t": np.array(adam.t),
@@ -575,7 +559,7 @@ def test_device_adam_keeps_parameters_on_the_device():
                      **{f"adam_v/{k}": np.ones_like(v) for k, v in adam.v.items()}})
     net.run_batch(in_ptr, in_ch, data.labels, learn=True, fetch_grads=False)
     net.adam_step(adam, 1e-2, names)
-    net.download_optimiser(adam)
+    net.sync_to_host(adam)
     # from zero moments m = (1 - b1) g: not the moments before the load
     assert np.abs(adam.m["w_hidden_output"]).max() > 0
     assert not np.allclose(adam.m["w_hidden_output"], m)
@@ -592,14 +576,14 @@ def test_device_inputs_uploaded_together_equal_host_inputs():
     a = cuda_net("sum_weigh_input", np.float32)
     b = cuda_net("sum_weigh_input", np.float32)
     b.track_param_changes = True
-    uploaded = b.upload_inputs(batches)
+    uploaded = b.backend.upload_inputs(batches)
     for k, ((in_ptr, in_ch), dev) in enumerate(zip(batches, uploaded)):
         labels = data.labels[:in_ptr.shape[0]]
         ra = a.run_batch(in_ptr, in_ch, labels, learn=True)
-        up = b._gpu[1].stats["h2d_bytes"]
+        up = b.backend.workspace.stats["h2d_bytes"]
         rb = b.run_batch(in_ptr, in_ch, labels, learn=True, device_inputs=dev)
         if k > 0:   # after the parameters' first upload: the labels and the regularisation
-            up = b._gpu[1].stats["h2d_bytes"] - up     # jumps (B, L, N), no input
+            up = b.backend.workspace.stats["h2d_bytes"] - up   # jumps (B, L, N), no input
             assert up == labels.nbytes + len(labels) * N_HID * 4
         assert_trials_equal(ra, rb, rtol=1e-6, spikes=False)
 
@@ -667,37 +651,37 @@ class FakeCuda:
 
 @pytest.fixture
 def fresh_gpu_choice(monkeypatch):
-    monkeypatch.setattr(network, "_SELECTED_GPU", None)
+    monkeypatch.setattr(cuda_backend, "_SELECTED_GPU", None)
 
 
 def test_select_gpu_by_environment(fresh_gpu_choice):
     """CUDA_VISIBLE_DEVICES True: the environment variable decides, nothing is selected."""
     fake = FakeCuda([1, 5, 3])
-    assert network.select_gpu(True, None, cuda=fake) is None
-    assert network.select_gpu(True, None, cuda=fake) is None
+    assert cuda_backend.select_gpu(True, None, cuda=fake) is None
+    assert cuda_backend.select_gpu(True, None, cuda=fake) is None
     assert fake.calls == []
 
 
 def test_select_gpu_manual(fresh_gpu_choice):
     fake = FakeCuda([1, 5, 3])
-    assert network.select_gpu(False, 2, cuda=fake) == 2
+    assert cuda_backend.select_gpu(False, 2, cuda=fake) == 2
     assert fake.calls == [("select", 2)]
-    assert network.select_gpu(False, 2, cuda=fake) == 2      # decided once per process
+    assert cuda_backend.select_gpu(False, 2, cuda=fake) == 2      # decided once per process
     assert fake.calls == [("select", 2)]
     with pytest.warns(RuntimeWarning, match="already chosen"):
-        assert network.select_gpu(False, 0, cuda=fake) == 2
+        assert cuda_backend.select_gpu(False, 0, cuda=fake) == 2
 
 
 def test_select_gpu_manual_out_of_range(fresh_gpu_choice):
     with pytest.raises(ValueError, match="2 GPU"):
-        network.select_gpu(False, 2, cuda=FakeCuda([1, 5]))
+        cuda_backend.select_gpu(False, 2, cuda=FakeCuda([1, 5]))
 
 
 def test_select_gpu_most_free_memory(fresh_gpu_choice):
     """CUDA_VISIBLE_DEVICES False without manual_GPU: the device with the most free memory
     (ties: the lowest id); every probe context is closed before the choice is made."""
     fake = FakeCuda([1, 5, 3, 5])
-    assert network.select_gpu(False, None, cuda=fake) == 1
+    assert cuda_backend.select_gpu(False, None, cuda=fake) == 1
     assert fake.calls == [("select", 0), ("close",), ("select", 1), ("close",),
                           ("select", 2), ("close",), ("select", 3), ("close",), ("select", 1)]
     assert fake.current == 1
@@ -705,7 +689,7 @@ def test_select_gpu_most_free_memory(fresh_gpu_choice):
 
 def test_select_gpu_without_gpu(fresh_gpu_choice):
     fake = FakeCuda([1, 2], available=False)
-    assert network.select_gpu(False, None, cuda=fake) is None
+    assert cuda_backend.select_gpu(False, None, cuda=fake) is None
     assert fake.calls == []
 
 
@@ -721,18 +705,18 @@ def test_block_size_respects_the_kernels_register_limit(monkeypatch):
             self.signatures.append(signature)
             return type("Compiled", (), {"max_threads_per_block": self.limit})()
 
-    monkeypatch.setattr(engine_cuda, "_THREAD_LIMITS", {})
+    monkeypatch.setattr(launch, "_THREAD_LIMITS", {})
     args = [np.zeros((2, 3), np.float32), 1.5, 3, True]
     roomy, tight = FakeKernel(1024), FakeKernel(400)
-    assert engine_cuda._block_size(roomy, np.float32, 1044, args) == \
-        engine_cuda.threads_per_block(1044)
-    T = engine_cuda._block_size(tight, np.float32, 1044, args)
-    assert T <= 400 and T % 32 == 0 and T == engine_cuda.threads_per_block(1044, 384)
+    assert launch.block_size(roomy, np.float32, 1044, args) == \
+        launch.threads_per_block(1044)
+    T = launch.block_size(tight, np.float32, 1044, args)
+    assert T <= 400 and T % 32 == 0 and T == launch.threads_per_block(1044, 384)
     assert -(-1044 // T) == 3                          # three units per thread instead of two
-    engine_cuda._block_size(tight, np.float32, 276, args)
+    launch.block_size(tight, np.float32, 276, args)
     assert tight.signatures == [(numba.float32[:, ::1], numba.float64, numba.int64,
                                  numba.boolean)]     # compiled once per kernel and dtype
-    engine_cuda._block_size(tight, np.float64, 276, args)
+    launch.block_size(tight, np.float64, 276, args)
     assert len(tight.signatures) == 2
 
 
@@ -748,16 +732,13 @@ def test_kernels_compile_for_the_gpu():
         def __init__(self):
             self.args = {}
 
-        def gradient_chunks(self, n_samples):
-            return 1
-
         def forward_batch(self, *args):
             self.args["forward"] = args
-            engine_cpu.forward_batch(*args)
+            cpu_kernels.forward_batch(*args)
 
         def backward_batch(self, *args):
             self.args["backward"] = args
-            engine_cpu.backward_batch(*args)
+            cpu_kernels.backward_batch(*args)
 
     for dtype in (np.float32, np.float64):
         # options are run-time flags and empty arrays, so one network covers the kernel types
@@ -766,21 +747,22 @@ def test_kernels_compile_for_the_gpu():
         data = make_data(net.n_steps)
         in_ptr, in_ch = data.batch(np.arange(BATCH))
         rec = Recorder()
-        with engine_in_use(net, rec):
-            net.run_batch(in_ptr, in_ch, data.labels, learn=True, p_drop_hidden=0.1, noise=0.1,
-                          seed=1)
+        net.backend = CpuBackend(kernels=rec)
+        net.run_batch(in_ptr, in_ch, data.labels, learn=True, p_drop_hidden=0.1, noise=0.1,
+                      seed=1)
         for kernel in ("forward", "backward"):
-            ptxs = engine_cuda.compile_ptx(kernel, *rec.args[kernel], cc=(8, 0))
+            ptxs = cuda_host.compile_ptx(kernel, *rec.args[kernel], cc=(8, 0))
             assert len(ptxs) == 2 and all(".entry" in ptx for ptx in ptxs)
     for kind in (numba.int32, numba.int64, numba.float32, numba.float64):
-        ptx, _ = cuda.compile_ptx(engine_cuda._zero_kernel.py_func, (kind[::1],), cc=(8, 0))
+        ptx, _ = cuda.compile_ptx(workspace._zero_kernel.py_func, (kind[::1],), cc=(8, 0))
         assert ".entry" in ptx
+    step = numba.typeof(AdamStep(0.9, 0.999, 1e-8, 1e-3, 0.1, 1e-3))
     for real in (numba.float32, numba.float64):      # the optimiser's kernels
         f64 = numba.float64
-        ptx, _ = cuda.compile_ptx(engine_cuda._adam_kernel.py_func,
-                                  (real[::1],) * 4 + (f64,) * 6, cc=(8, 0))
+        ptx, _ = cuda.compile_ptx(optimiser._adam_kernel.py_func, (real[::1],) * 4 + (step,),
+                                  cc=(8, 0))
         assert ".entry" in ptx
-        ptx, _ = cuda.compile_ptx(engine_cuda._time_constant_kernel.py_func,
+        ptx, _ = cuda.compile_ptx(optimiser._time_constant_kernel.py_func,
                                   (real[::1],) * 2 + (f64,) * 3 + (real[::1],) * 4, cc=(8, 0))
         assert ".entry" in ptx
 
@@ -791,17 +773,17 @@ def test_cuda_simulator_subprocess():
     run_under_simulator(__file__)
 
 
-def test_select_engine():
-    """BACKEND: "cpu" is the CPU engine; "auto" the GPU when one is usable (never the
+def test_select_backend():
+    """BACKEND: "cpu" is the CPU backend; "auto" the GPU when one is usable (never the
     simulator), else the CPU; "cuda" without a GPU and unknown names are errors naming BACKEND."""
-    assert network.select_engine("cpu") is engine_cpu
+    assert type(select_backend("cpu")) is CpuBackend
     gpu = cuda.is_available() and not SIMULATOR
-    assert network.select_engine("auto") is (engine_cuda if gpu else engine_cpu)
+    assert type(select_backend("auto")) is (CudaBackend if gpu else CpuBackend)
     with pytest.raises(ValueError, match="BACKEND 'gpu'"):
-        network.select_engine("gpu")
+        select_backend("gpu")
     if not cuda.is_available():
         with pytest.raises(RuntimeError, match="BACKEND 'cuda'"):
-            network.select_engine("cuda")
+            select_backend("cuda")
 
 
 @needs_cuda
@@ -818,7 +800,7 @@ def test_yinyang_trains_the_same_on_both_backends(tmp_path):
                  NAME="yy", PROGRESS=False)
         model = yinyang(p)
         out = model.train_test(p)
-        assert model.network.engine is (engine_cuda if backend == "cuda" else engine_cpu)
+        assert model.network.backend.name == ("cuda" if backend == "cuda" else "cpu")
         runs[backend] = (out[4], out[5], {k: np.array(v) for k, v in model.network.params.items()})
     assert runs["cpu"][:2] == runs["cuda"][:2]
     for name, w in runs["cpu"][2].items():
@@ -850,7 +832,7 @@ def test_shd_trains_the_same_on_both_backends(tmp_path):
                  INPUT_HIDDEN_MEAN=0.2, INPUT_HIDDEN_STD=0.1, W_OUTPUT_EPOCH_TRIAL=[[1, 1]])
         model = SHD_model(p)
         model.train(p)
-        assert model.network.engine is (engine_cuda if backend == "cuda" else engine_cpu)
+        assert model.network.backend.name == backend
         results = np.loadtxt(out / "shd_results.txt")
         with np.load(out / "shd_checkpoint_last.npz") as z:
             state = {k: z[k] for k in z.files}

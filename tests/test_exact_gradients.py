@@ -7,7 +7,7 @@ the main comparison runs at dt = 0.01 ms. Gradients are compared per parameter a
 relative error norm |g - g_fd| / |g_fd| and the cosine between g and g_fd, with the scale factors
 of the original (tau_m g for sum*/avg_xentropy, T g for max, g for the first-spike losses).
 
-Time alignment (engine_cpu docstring): an input spike of engine step n reaches the
+Time alignment (``backends.cpu.kernels`` docstring): an input spike of engine step n reaches the
 postsynaptic current at t_{n+1} = (n + 1) dt, so the exact simulation receives it at that time.
 Input spike times lie on a 0.1 ms grid, which every tested dt resolves.
 

@@ -55,6 +55,38 @@ def test_adam_matches_closed_form():
     assert fresh.t == 2 and np.allclose(fresh.m["w"], adam.m["w"])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_rounds_every_operation_in_the_parameters_dtype(dtype):
+    """The compiled Adam (``optim.adam_update``) equals, bit for bit, NumPy's array arithmetic
+    with Python-float constants (every operation in the arrays' dtype), over steps with small,
+    large and zero gradients; parameters that are not contiguous are updated in place too."""
+    rng = np.random.default_rng(3)
+    adam = optim.Adam(0.9, 0.999, 1e-8)
+    params = {"w": rng.normal(size=(6, 9)).astype(dtype),
+              "t": rng.normal(size=(4, 6)).astype(dtype).T}        # a transposed view
+    ref = {k: v.copy() for k, v in params.items()}
+    m = {k: np.zeros_like(v) for k, v in params.items()}
+    v = {k: np.zeros_like(x) for k, x in params.items()}
+    for t in range(1, 8):
+        grads = {k: (rng.normal(size=x.shape) * 10.0 ** rng.integers(-8, 2)).astype(dtype)
+                 for k, x in params.items()}
+        grads["w"][0] = 0.0
+        eta = 10.0 ** -rng.uniform(1, 4)
+        adam.step(params, grads, eta, ["w", "t"])
+        c1, c2 = 1.0 - 0.9 ** t, 1.0 - 0.999 ** t
+        for k, g in grads.items():
+            m[k] *= 0.9
+            m[k] += (1.0 - 0.9) * g
+            v[k] *= 0.999
+            v[k] += (1.0 - 0.999) * g * g
+            ref[k] -= (eta * (m[k] / c1) / (np.sqrt(v[k] / c2) + 1e-8)).astype(dtype)
+    for k in params:
+        assert params[k].dtype == dtype
+        np.testing.assert_array_equal(params[k], ref[k])
+        np.testing.assert_array_equal(adam.m[k], m[k])
+        np.testing.assert_array_equal(adam.v[k], v[k])
+
+
 def test_atomic_files(tmp_path):
     path = tmp_path / "sub" / "a.npy"
     storage.save_npy(str(path), np.arange(3))

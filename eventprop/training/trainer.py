@@ -8,10 +8,6 @@ from tqdm import tqdm
 from eventprop.optim import Adam
 from eventprop.storage import Timer
 
-# samples whose inputs are packed and copied to the GPU together, in whole trials (64 trials of
-# 32; the CPU packs one trial at a time)
-INPUT_BLOCK_SAMPLES = 2048
-
 
 class EpochStats:
     """Per-epoch totals of one phase (training or evaluation)."""
@@ -98,9 +94,9 @@ class Trainer:
         only when learning. ``on_trial(trial, stats)`` is called after each trial. Returns
         ``EpochStats``.
 
-        On the GPU the inputs of INPUT_BLOCK_SAMPLES samples at a time (whole trials) are packed
-        on the host and copied to the device at once (each spike once per epoch), the Adam steps run on the device, and
-        the weights and moments come back at the end of the epoch."""
+        The inputs of ``backend.trials_per_upload`` trials at a time are packed on the host and
+        uploaded together; the gradients and the Adam steps stay with the backend, and the
+        weights and the optimiser state come back to the host at the end of the epoch."""
         net = self.net
         net.params_changed()     # whatever changed between epochs (rewiring, loading) goes up
         B = net.n_batch
@@ -109,15 +105,15 @@ class Trainer:
         timer = Timer()
         bar = tqdm(range(n_trials), desc=desc, disable=not progress, leave=False,
                    dynamic_ncols=True)
-        block = max(1, INPUT_BLOCK_SAMPLES // B) if net.on_gpu else 1
+        block = net.backend.trials_per_upload(B)
         inputs = {}
         for k in bar:
             trial = first_trial + k
-            if k not in inputs:          # pack (and on the GPU upload) the next block of trials
+            if k not in inputs:          # pack and upload the next block of trials
                 ks = range(k, min(k + block, n_trials))
                 batches = [data.batch(order[i * B:(i + 1) * B],
                                       p_drop=p_drop_input if learn else 0.0, rng=rng) for i in ks]
-                inputs = dict(zip(ks, zip(batches, net.upload_inputs(batches))))
+                inputs = dict(zip(ks, zip(batches, net.backend.upload_inputs(batches))))
             (in_ptr, in_ch), device_inputs = inputs.pop(k)
             idx = order[k * B:(k + 1) * B]
             labels = data.labels[idx]
@@ -130,10 +126,9 @@ class Trainer:
                                    keep_hidden_traces=bool(kinds) and
                                    recorder.needs_hidden_traces(kinds),
                                    keep_output_traces="neurons" in kinds,
-                                   device_inputs=device_inputs, fetch_grads=not net.on_gpu)
+                                   device_inputs=device_inputs, fetch_grads=False)
             if learn:
-                net.adam_step(self.adam, rate() if callable(rate) else rate, self.trainable,
-                              result.grads)
+                net.adam_step(self.adam, rate() if callable(rate) else rate, self.trainable)
                 self.n_updates += 1
             if kinds:
                 recorder.record(net, result, in_ptr, in_ch, labels, kinds)
@@ -143,6 +138,6 @@ class Trainer:
             if progress:
                 bar.set_postfix(acc=f"{stats.accuracy:.3f}", loss=f"{stats.mean_loss:.4f}")
         if learn:
-            net.download_optimiser(self.adam)
+            net.sync_to_host(self.adam)
         stats.seconds = timer()
         return stats

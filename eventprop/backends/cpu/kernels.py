@@ -1,5 +1,8 @@
 """Event-driven EventProp on the CPU: one forward and one backward kernel for a mini-batch.
 
+The kernels take the named records of ``backends.records`` and fill the arrays of its output
+records (spike store, traces, gradients).
+
 Network: inputs -> L hidden layers of N neurons (optionally recurrent, self-connections included)
 -> C output neurons (non-spiking LI, or spiking LIF for first-spike losses). Samples of a batch are
 independent; the forward kernel runs them in parallel (``prange`` over samples), the backward kernel
@@ -25,20 +28,31 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from eventprop.backends.records import Gradients
 from eventprop.models import (alif_imv, alif_spike_jump, alif_threshold_decay, lif_adjoint_update,
-                    lif_imv, lif_membrane_update, lif_spike_jump, normal_hash, synapse_decay,
-                    tau_m_gradient, tau_s_gradient, uniform_hash)
+                              lif_imv, lif_membrane_update, lif_spike_jump, normal_hash,
+                              synapse_decay, tau_m_gradient, tau_s_gradient, uniform_hash)
 
 FASTMATH = {"reassoc", "contract", "nsz"}
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _forward_sample(b, in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
-                    h_alpha, h_beta, h_c, o_alpha, o_beta, o_c,
-                    theta, v_reset, dt, n_steps, alif, rho_b, tau_m_h, tau_b, b_incr,
-                    out_spiking, p_drop, noise_amp, seed, n_max_spike, keep_traces,
-                    sp_ptr, sp_idx, sp_imv, sp_b, sp_need, n_unstored, counts,
-                    first_step, V_out_tr, I_out_tr, V_h_tr, I_h_tr):
+def _forward_sample(b, params, model, inputs, options, store, traces):
+    """Forward pass of sample b."""
+    in_ptr, in_ch = inputs
+    W_in, W_fwd, W_rec, W_out = params.W_in, params.W_fwd, params.W_rec, params.W_out
+    h_alpha, h_beta, h_c = params.h_alpha, params.h_beta, params.h_c
+    o_alpha, o_beta, o_c = params.o_alpha, params.o_beta, params.o_c
+    tau_m_h = params.tau_m_h
+    theta, v_reset, dt, n_steps = model.theta, model.v_reset, model.dt, model.n_steps
+    alif, rho_b, tau_b, b_incr = model.alif, model.rho_b, model.tau_b, model.b_incr
+    out_spiking, n_max_spike = model.out_spiking, model.n_max_spike
+    p_drop, noise_amp, seed = options.p_drop, options.noise_amp, options.seed
+    keep_traces = options.keep_traces
+    sp_ptr, sp_idx, sp_imv, sp_b = store.sp_ptr, store.sp_idx, store.sp_imv, store.sp_b
+    sp_need, n_unstored, counts, first_step = (store.sp_need, store.n_unstored, store.counts,
+                                               store.first_step)
+    V_out_tr, I_out_tr, V_h_tr, I_h_tr = traces
     L, N = h_alpha.shape
     C = o_alpha.shape[0]
     recurrent = W_rec.shape[0] > 0
@@ -163,31 +177,30 @@ def _forward_sample(b, in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def forward_batch(in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
-                  h_alpha, h_beta, h_c, o_alpha, o_beta, o_c,
-                  theta, v_reset, dt, n_steps, alif, rho_b, tau_m_h, tau_b, b_incr,
-                  out_spiking, p_drop, noise_amp, seed, n_max_spike, keep_traces,
-                  sp_ptr, sp_idx, sp_imv, sp_b, sp_need, n_unstored, counts,
-                  first_step, V_out_tr, I_out_tr, V_h_tr, I_h_tr):
-    """Forward pass of every sample of the batch (outputs are written into the given arrays)."""
-    for b in prange(in_ptr.shape[0]):
-        _forward_sample(b, in_ptr, in_ch, W_in, W_fwd, W_rec, W_out,
-                        h_alpha, h_beta, h_c, o_alpha, o_beta, o_c,
-                        theta, v_reset, dt, n_steps, alif, rho_b, tau_m_h, tau_b, b_incr,
-                        out_spiking, p_drop, noise_amp, seed, n_max_spike, keep_traces,
-                        sp_ptr, sp_idx, sp_imv, sp_b, sp_need, n_unstored, counts,
-                        first_step, V_out_tr, I_out_tr, V_h_tr, I_h_tr)
+def forward_batch(params, model, inputs, options, store, traces):
+    """Forward pass of every sample of the batch: fills the spike store and the traces."""
+    for b in prange(inputs.in_ptr.shape[0]):
+        _forward_sample(b, params, model, inputs, options, store, traces)
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _backward_sample(b, in_ptr, in_ch, W_fwd, W_rec, W_out,
-                     h_alpha, h_beta, h_d, o_alpha, o_beta, o_d,
-                     tau_m_h, tau_s_h, tau_m_o, tau_s_o,
-                     theta_jump, dt, n_steps, alif, rho_b, tau_b, b_incr,
-                     sp_ptr, sp_idx, sp_imv, sp_b, first_step,
-                     A_out, force_g, force_c, jump_step, jump_amount, fs_term, reg_jump,
-                     train_tau, train_tau_out, V_h_tr, I_h_tr, V_out_tr, I_out_tr,
-                     dW_in, dW_fwd, dW_rec, dW_out, dtau_m_h, dtau_s_h, dtau_m_o, dtau_s_o):
+def _backward_sample(b, params, model, inputs, options, store, terms, traces, grads):
+    """Backward pass of sample b; its gradients are added to ``grads``."""
+    in_ptr, in_ch = inputs
+    W_fwd, W_rec, W_out = params.W_fwd, params.W_rec, params.W_out
+    h_alpha, h_beta, h_d = params.h_alpha, params.h_beta, params.h_d
+    o_alpha, o_beta, o_d = params.o_alpha, params.o_beta, params.o_d
+    tau_m_h, tau_s_h, tau_m_o, tau_s_o = params.tau_m_h, params.tau_s_h, params.tau_m_o, \
+        params.tau_s_o
+    theta_jump = model.theta - model.v_reset
+    dt, n_steps, alif = model.dt, model.n_steps, model.alif
+    rho_b, tau_b, b_incr = model.rho_b, model.tau_b, model.b_incr
+    train_tau, train_tau_out = options.train_tau, options.train_tau_out
+    sp_ptr, sp_idx, sp_imv, sp_b = store.sp_ptr, store.sp_idx, store.sp_imv, store.sp_b
+    first_step = store.first_step
+    A_out, force_g, force_c, jump_step, jump_amount, fs_term, reg_jump = terms
+    V_out_tr, I_out_tr, V_h_tr, I_h_tr = traces
+    dW_in, dW_fwd, dW_rec, dW_out, dtau_m_h, dtau_s_h, dtau_m_o, dtau_s_o = grads
     L, N = h_alpha.shape
     C = o_alpha.shape[0]
     recurrent = W_rec.shape[0] > 0
@@ -302,27 +315,14 @@ def _backward_sample(b, in_ptr, in_ch, W_fwd, W_rec, W_out,
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def backward_batch(in_ptr, in_ch, W_fwd, W_rec, W_out,
-                   h_alpha, h_beta, h_d, o_alpha, o_beta, o_d,
-                   tau_m_h, tau_s_h, tau_m_o, tau_s_o,
-                   theta_jump, dt, n_steps, alif, rho_b, tau_b, b_incr,
-                   sp_ptr, sp_idx, sp_imv, sp_b, first_step,
-                   A_out, force_g, force_c, jump_step, jump_amount, fs_term, reg_jump,
-                   train_tau, train_tau_out, V_h_tr, I_h_tr, V_out_tr, I_out_tr,
-                   dW_in, dW_fwd, dW_rec, dW_out, dtau_m_h, dtau_s_h, dtau_m_o, dtau_s_o):
-    """Backward pass of every sample; gradients accumulate into chunk k of the d* arrays for the
+def backward_batch(params, model, inputs, options, store, terms, traces, grads):
+    """Backward pass of every sample; gradients accumulate into chunk k of ``grads`` for the
     samples b = k, k + n_chunks, ... (one chunk per thread; the caller sums over chunks)."""
-    n_chunks = dW_in.shape[0]
-    B = in_ptr.shape[0]
+    n_chunks = grads.dW_in.shape[0]
+    B = inputs.in_ptr.shape[0]
     for k in prange(n_chunks):
+        chunk = Gradients(grads.dW_in[k], grads.dW_fwd[k], grads.dW_rec[k], grads.dW_out[k],
+                          grads.dtau_m_h[k], grads.dtau_s_h[k], grads.dtau_m_o[k],
+                          grads.dtau_s_o[k])
         for b in range(k, B, n_chunks):
-            _backward_sample(b, in_ptr, in_ch, W_fwd, W_rec, W_out,
-                             h_alpha, h_beta, h_d, o_alpha, o_beta, o_d,
-                             tau_m_h, tau_s_h, tau_m_o, tau_s_o,
-                             theta_jump, dt, n_steps, alif, rho_b, tau_b, b_incr,
-                             sp_ptr, sp_idx, sp_imv, sp_b, first_step,
-                             A_out, force_g, force_c, jump_step, jump_amount, fs_term,
-                             reg_jump,
-                             train_tau, train_tau_out, V_h_tr, I_h_tr, V_out_tr, I_out_tr,
-                             dW_in[k], dW_fwd[k], dW_rec[k], dW_out[k],
-                             dtau_m_h[k], dtau_s_h[k], dtau_m_o[k], dtau_s_o[k])
+            _backward_sample(b, params, model, inputs, options, store, terms, traces, chunk)

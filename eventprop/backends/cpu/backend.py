@@ -1,0 +1,106 @@
+"""The CPU backend: trials through the numba kernels of ``kernels``, on host arrays."""
+import numba
+import numpy as np
+
+from eventprop import losses
+from eventprop.backends import base
+from eventprop.backends.cpu import kernels as cpu_kernels
+from eventprop.backends.records import (PARAMETER_OF, Gradients, Inputs, LossTerms, Parameters,
+                                        SpikeStore, Traces)
+
+
+def host_parameters(net):
+    """The ``records.Parameters`` of ``net``: its parameters and per-step neuron constants."""
+    p = net.params
+    h_alpha, h_beta, h_c, h_d = net.step_constants("hidden")[0]
+    o_alpha, o_beta, o_c, o_d = net.step_constants("output")[0]
+    return Parameters(p["w_input_hidden"], p["w_hidden_hidden_fwd"], p["w_hidden_hidden"],
+                      p["w_hidden_output"], h_alpha, h_beta, h_c, h_d, o_alpha, o_beta, o_c, o_d,
+                      p["tau_m_hidden"], p["tau_syn_hidden"], p["tau_m_output"],
+                      p["tau_syn_output"])
+
+
+class CpuBackend(base.Backend):
+    """Every array on the host; samples in parallel over the process's numba threads.
+    ``kernels``: the module with ``forward_batch`` and ``backward_batch`` (tests put a stand-in
+    that also runs the GPU kernels)."""
+
+    name = "cpu"
+
+    def __init__(self, kernels=cpu_kernels):
+        self.kernels = kernels
+        self._last_grads = None
+
+    def run_trial(self, net, trial):
+        dtype = net.dtype
+        L, N, C, n_steps = net.n_layers, net.n_hidden, net.n_output, net.n_steps
+        inputs = Inputs(*base.as_input_arrays(trial.in_ptr, trial.in_ch))
+        B = inputs.in_ptr.shape[0]
+        params = host_parameters(net)
+        model = base.model_constants(net)
+        options = base.trial_options(net, trial)
+        shape_tr = (B, n_steps, L, N) if options.keep_traces else (0, 0, 0, 0)
+        out = {}
+
+        def forward(cap):
+            out["store"] = SpikeStore(
+                sp_ptr=np.zeros((B, n_steps + 1), dtype=np.int64),
+                sp_idx=np.zeros((B, cap), dtype=np.int32),
+                sp_imv=np.zeros((B, cap), dtype=dtype),
+                sp_b=np.zeros((B, cap if model.alif else 0), dtype=dtype),
+                sp_need=np.zeros(B, dtype=np.int64), n_unstored=np.zeros(B, dtype=np.int64),
+                counts=np.zeros((B, L * N + C), dtype=np.int32),
+                first_step=np.zeros((B, C), dtype=np.int64))
+            out["traces"] = Traces(V_out=np.zeros((B, n_steps + 1, C), dtype=dtype),
+                                   I_out=np.zeros((B, n_steps, C), dtype=dtype),
+                                   V_h=np.zeros(shape_tr, dtype=dtype),
+                                   I_h=np.zeros(shape_tr, dtype=dtype))
+            self.kernels.forward_batch(params, model, inputs, options, out["store"],
+                                       out["traces"])
+            return int(out["store"].sp_need.max()) if B else 0
+
+        base.run_growing_store(net, forward)
+        store, traces = out["store"], out["traces"]
+        hidden_counts, output_counts = base.split_counts(store.counts, net)
+        terms = self._loss_terms(net, inputs.in_ptr, traces.V_out, store.first_step,
+                                 np.asarray(trial.labels, dtype=np.int64), trial.learn)
+        grads = None
+        if trial.learn:
+            loss_terms = LossTerms(terms.A_out, terms.force_g, terms.force_c, terms.jump_step,
+                                   terms.jump_amount, terms.fs_term,
+                                   base.regularisation_jumps(net, hidden_counts))
+            grads = self._backward(params, model, inputs, options, store, loss_terms, traces)
+            self._last_grads = grads
+        spikes = (store.sp_ptr, store.sp_idx, store.sp_imv) if trial.keep_spikes else None
+        return base.TrialResult(terms, (hidden_counts, output_counts), store.n_unstored, grads,
+                                store.first_step, traces, spikes)
+
+    @staticmethod
+    def _loss_terms(net, in_ptr, V_out, first_step, labels, learn):
+        """``losses.output_terms`` of the trial, on the host."""
+        accumulator = None
+        if net.loss_type == "sum_weigh_input":
+            accumulator = losses.accumulator_trace(np.diff(in_ptr, axis=1), net.dt,
+                                                   net.tau_accumulator)
+        return losses.output_terms(
+            net.loss_type, V_out, first_step, labels, net.dt, net.trial_ms,
+            net.params["tau_m_output"].astype(np.float64), net.n_batch, tau_0=net.tau_0,
+            tau_1=net.tau_1, alpha=net.alpha, accumulator=accumulator, dtype=net.dtype,
+            need_backward=learn)
+
+    def _backward(self, params, model, inputs, options, store, terms, traces):
+        """The batch gradients by parameter name: one accumulator chunk per thread, summed."""
+        B = inputs.in_ptr.shape[0]
+        K = max(1, min(B, numba.get_num_threads()))
+        dtype = params.W_out.dtype
+        shapes = (params.W_in, params.W_fwd, params.W_rec, params.W_out, params.tau_m_h,
+                  params.tau_s_h, params.tau_m_o, params.tau_s_o)
+        grads = Gradients(*(np.zeros((K,) + a.shape, dtype=dtype) for a in shapes))
+        self.kernels.backward_batch(params, model, inputs, options, store, terms, traces, grads)
+        return {PARAMETER_OF[key]: g.sum(axis=0) for key, g in zip(Gradients._fields, grads)}
+
+    def adam_step(self, net, adam, eta, names, grads=None):
+        adam.step(net.params, self._last_grads if grads is None else grads, eta, names)
+        if any(k.startswith("tau") for k in names):
+            net.clip_taus()
+        net.params_changed()
