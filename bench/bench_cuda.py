@@ -35,13 +35,12 @@ import numpy as np
 from numba import cuda
 from numba.core import config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from eventprop.backends.cuda import backward, forward, launch  # noqa: E402
-from bench_engine import EPOCH_SAMPLES, insert_row, synthetic_batch  # noqa: E402
-from eventprop.network import EventPropNetwork  # noqa: E402
+from bench_engine import EPOCH_SAMPLES, insert_row, synthetic_batch   # bench/, beside this file
+from eventprop.backends.cuda import backward, forward, launch
+from eventprop.network import EventPropNetwork
 from eventprop.optim import Adam
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ROWS_MARKER = "<!-- cuda rows: bench/bench_cuda.py --write adds rows above -->\n"
 TABLE = """## CUDA engine: forward + backward on an SHD-shaped workload (GPU)

@@ -13,15 +13,13 @@ import datetime
 import os
 import platform
 import resource
-import sys
 import time
 
 import numba
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from eventprop.network import EventPropNetwork  # noqa: E402
-from eventprop.data.spikes import SpikeData  # noqa: E402
+from eventprop.data.spikes import SpikeData
+from eventprop.network import EventPropNetwork
 from eventprop.optim import Adam
 from eventprop.storage import save_text
 

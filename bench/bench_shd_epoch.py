@@ -33,20 +33,19 @@ import datetime
 import json
 import os
 import resource
-import sys
 import tempfile
 import time
 
 import numba
 import numpy as np
 
+from bench_engine import cpu_name, insert_row   # bench/, beside this file
+from eventprop.backends import select_backend
+from eventprop.data.spikes import SpikeData
+from eventprop.simulators.shd import SHD_model, validate
+from eventprop.training.experiment import STREAM_DROPOUT, epoch_rng, training_order
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from bench_engine import cpu_name, insert_row  # noqa: E402
-from eventprop.training.experiment import STREAM_DROPOUT, epoch_rng, training_order  # noqa: E402
-from eventprop.backends import select_backend  # noqa: E402
-from eventprop.simulators.shd import SHD_model, validate  # noqa: E402
-from eventprop.data.spikes import SpikeData  # noqa: E402
 
 N_SAMPLES, N_VALIDATE = 8156, 512
 N_STEPS, N_CHANNELS, N_CLASSES, N_SPEAKERS = 1400, 700, 20, 10

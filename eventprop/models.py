@@ -3,7 +3,7 @@
 Every function here is a scalar function of one neuron's state, written as the equations of the
 reference (Wunderlich & Pehle 2021; Nowotny, Turner & Knight 2025). The engines loop over neurons,
 samples and steps and call these; the same Python source is compiled for the CPU (numba ``njit``)
-and for the GPU, so the maths lives in one place: the kernels of ``engine_cuda`` call these ``njit``
+and for the GPU, so the maths lives in one place: the kernels of ``eventprop.backends.cuda`` call these ``njit``
 functions directly, and numba compiles a CPU dispatcher called from a CUDA kernel as a CUDA device
 function built from ``f.py_func`` (inlined, as on the CPU). Keep them device-compatible: scalar
 arguments and results (tuples of scalars), ``math`` functions and numpy scalar types only, no

@@ -15,6 +15,7 @@ import numpy as np
 from eventprop import losses
 from eventprop.backends import select_backend
 from eventprop.backends.base import Trial
+from eventprop.config.shared import SHARED
 from eventprop.models import lif_coefficients
 
 HIDDEN_TYPES = ("LIF", "hetLIF", "ALIF")
@@ -29,17 +30,35 @@ def heterogeneous_taus(rng, mean, minimum, shape):
     return np.clip(rng.gamma(3.0, mean / 3.0, size=shape), minimum, 3.0 * mean)
 
 
+def _shared(key):
+    """The default of a shared parameter key (``eventprop.config.shared``)."""
+    return SHARED[key].default
+
+
 class EventPropNetwork:
-    def __init__(self, n_input, n_hidden, n_output, n_layers=1, recurrent=False,
-                 hidden_type="LIF", output_type="LI", output_spiking=False,
-                 dt=1.0, trial_ms=100.0, tau_mem=20.0, tau_syn=5.0, v_thresh=1.0, v_reset=0.0,
-                 tau_b=100.0, b_incr=0.1, min_tau_m=3.0, min_tau_syn=1.0,
-                 loss_type="sum_weigh_exp", tau_0=1.0, tau_1=100.0, alpha=5e-5,
-                 tau_accumulator=20.0, reg_type="none", lbd_upper=0.0, lbd_lower=0.0,
-                 nu_upper=0.0, avg_snsum=False, rho_upper=0.0, glb_upper=0.0,
-                 n_max_spike=1500, train_tau=False, train_tau_output=False, n_batch=32,
-                 init=None, seed=None, dtype=np.float32, backend="cpu",
-                 cuda_visible_devices=True, manual_gpu=None):
+    """A network built directly takes the defaults of the shared parameter keys
+    (``docs/parameters/shared.md``; e.g. ``tau_mem`` is TAU_MEM's); a simulator's
+    ``build_network`` passes its own ``p``. One exception: a network built directly runs on the
+    CPU unless ``backend`` says otherwise, where the simulators' BACKEND default "auto" takes a
+    GPU when there is one."""
+
+    def __init__(self, n_input, n_hidden, n_output, n_layers=_shared("N_HID_LAYER"),
+                 recurrent=_shared("RECURRENT"), hidden_type=_shared("HIDDEN_NEURON_TYPE"),
+                 output_type=_shared("OUTPUT_NEURON_TYPE"), output_spiking=False,
+                 dt=_shared("DT_MS"), trial_ms=_shared("TRIAL_MS"), tau_mem=_shared("TAU_MEM"),
+                 tau_syn=_shared("TAU_SYN"), v_thresh=_shared("V_THRESH"),
+                 v_reset=_shared("V_RESET"), tau_b=_shared("TAU_B"), b_incr=_shared("B_INCR"),
+                 min_tau_m=_shared("MIN_TAU_M"), min_tau_syn=_shared("MIN_TAU_SYN"),
+                 loss_type=_shared("LOSS_TYPE"), tau_0=_shared("TAU_0"), tau_1=_shared("TAU_1"),
+                 alpha=_shared("ALPHA"), tau_accumulator=_shared("TAU_ACCUMULATOR"),
+                 reg_type=_shared("REG_TYPE"), lbd_upper=_shared("LBD_UPPER"),
+                 lbd_lower=_shared("LBD_LOWER"), nu_upper=_shared("NU_UPPER"),
+                 avg_snsum=_shared("AVG_SNSUM"), rho_upper=_shared("RHO_UPPER"),
+                 glb_upper=_shared("GLB_UPPER"), n_max_spike=_shared("N_MAX_SPIKE"),
+                 train_tau=_shared("TRAIN_TAU"), train_tau_output=_shared("TRAIN_TAU_OUTPUT"),
+                 n_batch=_shared("N_BATCH"), init=None, seed=_shared("MODEL_SEED"),
+                 dtype=_shared("DTYPE"), backend="cpu",
+                 cuda_visible_devices=_shared("CUDA_VISIBLE_DEVICES"), manual_gpu=None):
         if hidden_type not in HIDDEN_TYPES:
             raise ValueError(f"hidden_type {hidden_type!r} not in {HIDDEN_TYPES}")
         if output_type not in OUTPUT_TYPES:

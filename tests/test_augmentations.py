@@ -358,7 +358,7 @@ def test_normalise_spike_number():
     assert_same(single_train, new_train)
 
 
-# --- the fast paths of spike_data.py and augmentations.py against straightforward definitions -----
+# --- the fast paths of eventprop.data.spikes and eventprop.data.augmentations against straightforward definitions -----
 
 def reference_from_flat(sample, steps, channels, labels, n_steps, n_channels):
     """from_flat by its definition: drop spikes off the grid, sort the keys (sample, step,

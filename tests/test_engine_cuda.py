@@ -588,17 +588,27 @@ def test_device_inputs_uploaded_together_equal_host_inputs():
         assert_trials_equal(ra, rb, rtol=1e-6, spikes=False)
 
 
+
+def load_bench_script(root, name, needs=()):
+    """The script bench/{name}.py as a module, loaded from its file (the scripts are not part of
+    the package; ``needs``: the bench modules it imports, loaded first under their names)."""
+    import importlib.util
+    for module in (*needs, name):
+        spec = importlib.util.spec_from_file_location(module, os.path.join(root, "bench",
+                                                                           f"{module}.py"))
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[module] = loaded
+        spec.loader.exec_module(loaded)
+    return loaded
+
+
 @needs_cuda
 def test_bench_cuda_quick(tmp_path, capsys):
     """bench/bench_cuda.py --quick (tiny configurations) runs; --write creates the CUDA table in
     a copy of BENCHMARKS.md (before the SHD epoch section) and then adds rows above its
     marker."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    sys.path.insert(0, os.path.join(root, "bench"))
-    try:
-        import bench_cuda
-    finally:
-        sys.path.remove(os.path.join(root, "bench"))
+    bench_cuda = load_bench_script(root, "bench_cuda", needs=("bench_engine",))
     path = tmp_path / "BENCHMARKS.md"
     with open(os.path.join(root, "BENCHMARKS.md")) as f:
         original = f.read()

@@ -1,4 +1,4 @@
-"""The loss terms on the GPU (``losses_cuda.output_terms_device``) against the host
+"""The loss terms on the GPU (``eventprop.backends.cuda.loss.output_terms_device``) against the host
 (``losses.output_terms``): for every loss type, float32 and float64, with and without the backward
 terms, the same arrays (shapes, dtypes, values: relative 1e-5 in float32, 1e-12 in float64,
 integers exactly) and the same predictions, losses and correctness. Both evaluate the shapes of

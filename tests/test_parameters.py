@@ -159,6 +159,23 @@ def test_build_network_has_no_literal_defaults():
                 and isinstance(call.args[1], ast.Constant)]
 
 
+def test_network_constructor_defaults_are_the_shared_defaults():
+    """EventPropNetwork's keyword defaults come from the shared table (its backend excepted: a
+    network built directly runs on the CPU unless asked)."""
+    import inspect
+    from eventprop.network import EventPropNetwork
+    keys = {"n_layers": "N_HID_LAYER", "hidden_type": "HIDDEN_NEURON_TYPE",
+            "output_type": "OUTPUT_NEURON_TYPE", "dt": "DT_MS", "seed": "MODEL_SEED"}
+    checked = 0
+    for name, arg in inspect.signature(EventPropNetwork.__init__).parameters.items():
+        key = keys.get(name, name.upper())
+        if key in SHARED and name != "backend":
+            assert arg.default == SHARED[key].default, name
+            checked += 1
+    assert checked >= 30
+    assert inspect.signature(EventPropNetwork.__init__).parameters["backend"].default == "cpu"
+
+
 def test_defaults_and_rules_of_a_table():
     described = parameters.resolve({"DT_MS": shared(default=0.5), "X": Parameter(
         [], checks.list_of(str), "a list", "")})

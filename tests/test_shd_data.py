@@ -1,4 +1,4 @@
-"""shd_data: reading official-layout SHD/SSC files, binning and the .npz cache, on
+"""eventprop.data.shd: reading official-layout SHD/SSC files, binning and the .npz cache, on
 small files written here with PyTables in the official layout."""
 import os
 import sys
@@ -70,7 +70,7 @@ def test_read_h5_missing_file_names_path_and_source(tmp_path):
         read_h5(path)
     assert str(path) in str(e.value)
     assert "zenkelab.org/datasets" in str(e.value)
-    assert "DOWNLOAD=True" in str(e.value) and "shd_data.download" in str(e.value)
+    assert "DOWNLOAD=True" in str(e.value) and "eventprop.data.shd.download" in str(e.value)
 
 
 def test_read_h5_text_file_raises_value_error_naming_file(tmp_path):

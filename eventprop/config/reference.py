@@ -82,9 +82,9 @@ def simulator_page(name):
             f"`{ORIGINAL_MODULES[name]}`), in three groups; `p` holds them all.\n\n"
             f"{GENERATED}\n\n"
             f"## Keys of this simulator\n\n" + table(own) +
-            f"\n## Shared keys with another default here\n\n" + table(changed) +
-            f"\n## Shared keys with the shared default\n\n"
-            f"Default, unit, valid values and meaning in [the shared keys](shared.md): "
+            "\n## Shared keys with another default here\n\n" + table(changed) +
+            "\n## Shared keys with the shared default\n\n"
+            "Default, unit, valid values and meaning in [the shared keys](shared.md): "
             + ", ".join(same) + ".\n")
 
 

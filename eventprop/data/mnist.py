@@ -313,7 +313,7 @@ class SMNISTEncoder:
 
 class ImageSpikes:
     """Images and labels that turn into input spikes when a mini-batch asks for them: what
-    ``simulation.Trainer`` needs of a data set (``labels``, ``len``, ``batch``) plus ``subset``
+    ``training.trainer.Trainer`` needs of a data set (``labels``, ``len``, ``batch``) plus ``subset``
     and ``spikes``. ``encoder(images, labels)`` returns a ``SpikeData``."""
 
     def __init__(self, images, labels, encoder):

@@ -40,7 +40,7 @@ SOURCE_URLS = {
 
 N_CHANNELS = 700
 
-_DOWNLOAD_HINT = ("set DOWNLOAD=True in the simulator's p (or call shd_data.download) to fetch it "
+_DOWNLOAD_HINT = ("set DOWNLOAD=True in the simulator's p (or call eventprop.data.shd.download) to fetch it "
                   "with tonic (pip install tonic) where the machine is online")
 
 # Small tolerance on float products so that a value that is mathematically on a bin edge is not

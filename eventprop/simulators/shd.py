@@ -23,12 +23,10 @@ from eventprop.data import augmentations
 from eventprop.config import parameters
 from eventprop.config import shd as shd_parameters
 from eventprop.data import shd as shd_data
-from eventprop import optim
 from eventprop import storage
 from eventprop.data.augmentations import reduce_classes
 from eventprop.training.experiment import STREAM_DATA, Experiment, epoch_rng, training_order
-from eventprop.training.build import build_network, trainable_parameters
-from eventprop.training.trainer import Trainer
+from eventprop.training.build import build_trainer, plateau_schedule
 
 N_CLASSES = {"SHD": 20, "SSC": 35}
 
@@ -154,20 +152,11 @@ class SHD_model(Experiment):
 
     # --- what Experiment.run asks of a simulator ------------------------------------------
     def make_network(self, p):
-        init = {"input_hidden": (p["INPUT_HIDDEN_MEAN"], p["INPUT_HIDDEN_STD"]),
-                "hidden_hidden": (p["HIDDEN_HIDDEN_MEAN"], p["HIDDEN_HIDDEN_STD"]),
-                "hidden_hiddenfwd": (p["HIDDEN_HIDDENFWD_MEAN"], p["HIDDEN_HIDDENFWD_STD"]),
-                "hidden_output": (p["HIDDEN_OUTPUT_MEAN"], p["HIDDEN_OUTPUT_STD"])}
         n_input = shd_data.N_CHANNELS * (p["N_INPUT_DELAY"] + 1)
-        net = build_network(p, n_input, self.n_classes, init,
-                            manual_gpu=self.manual_GPU)
-        return Trainer(net, p["ADAM_BETA1"], p["ADAM_BETA2"], p["ADAM_EPS"],
-                       trainable=trainable_parameters(net, p))
+        return build_trainer(p, n_input, self.n_classes, manual_gpu=self.manual_GPU)
 
     def make_schedule(self, p):
-        return optim.LearningRateSchedule(p["ETA"], p["LR_EASE_IN_FACTOR"], p["EMA_ALPHA1"],
-                                          p["EMA_ALPHA2"], p["ETA_FAC"],
-                                          p["MIN_EPOCH_ETA_FIXED"])
+        return plateau_schedule(p)
 
     def epoch_data(self, p, epoch, train, evaluation):
         """The data of one epoch: class balancing, spike-number normalisation,

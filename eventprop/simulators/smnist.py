@@ -28,10 +28,10 @@ work per sample on a CPU. Pixel mode needs TRIAL_MS >= 784 * PIXEL_MS; row mode 
 (e.g. TRIAL_MS 50). Splits, methods and files are those of ``simulator_MNIST``; the learning rate
 follows the SHD schedule (ease-in, then halving on a plateau).
 """
-from eventprop import optim
 from eventprop.config import parameters
 from eventprop.config import smnist as smnist_parameters
 from eventprop.data import mnist as mnist_data
+from eventprop.training.build import plateau_schedule
 from eventprop.training.mnist_experiment import MNISTExperiment
 
 # The parameter dictionary users edit; its keys, defaults, rules, meanings and units are in
@@ -76,6 +76,4 @@ class SMNIST_model(MNISTExperiment):
         return (p["SMNIST_MODE"], p["PIXEL_MS"], p["DT_MS"], p["TRIAL_MS"])
 
     def make_schedule(self, p):
-        return optim.LearningRateSchedule(p["ETA"], p["LR_EASE_IN_FACTOR"], p["EMA_ALPHA1"],
-                                          p["EMA_ALPHA2"], p["ETA_FAC"],
-                                          p["MIN_EPOCH_ETA_FIXED"])
+        return plateau_schedule(p)

@@ -18,8 +18,7 @@ from eventprop.config import parameters
 from eventprop.config import yinyang as yinyang_parameters
 from eventprop import optim
 from eventprop.training.experiment import Experiment, k_folds, training_order
-from eventprop.training.build import build_network
-from eventprop.training.trainer import Trainer
+from eventprop.training.build import build_trainer
 from eventprop.data.spikes import SpikeData, times_to_steps
 from eventprop.data.yinyang import generate_yinyang, yinyang_spike_times
 
@@ -69,11 +68,8 @@ class yinyang(Experiment):
 
     # --- what Experiment.run asks of a simulator ------------------------------------------
     def make_network(self, p):
-        init = {"input_hidden": (p["INPUT_HIDDEN_MEAN"], p["INPUT_HIDDEN_STD"]),
-                "hidden_output": (p["HIDDEN_OUTPUT_MEAN"], p["HIDDEN_OUTPUT_STD"])}
-        net = build_network(p, N_INPUT, N_CLASSES, init)
-        return Trainer(net, p["ADAM_BETA1"], p["ADAM_BETA2"], p["ADAM_EPS"],
-                       trainable=["w_input_hidden", "w_hidden_output"])
+        return build_trainer(p, N_INPUT, N_CLASSES,
+                             trainable=["w_input_hidden", "w_hidden_output"])
 
     def make_schedule(self, p):
         return optim.ExponentialDecay(p["ETA"], p["ETA_DECAY"])

@@ -70,7 +70,7 @@ class Experiment:
     """Base of the simulator classes; ``run`` is the epoch loop of every method.
 
     A subclass sets ``n_classes`` and defines
-      ``make_network(p)`` -> ``simulation.Trainer``,
+      ``make_network(p)`` -> ``training.trainer.Trainer``,
       ``make_schedule(p)`` -> ``optim.ExponentialDecay`` or ``optim.LearningRateSchedule``,
       ``epoch_data(p, epoch, train, evaluation)`` -> (train, evaluation, order) of one epoch,
     and may override ``dropout``, ``recording_filters``, ``wants_weight_snapshot`` and

@@ -12,23 +12,11 @@ import os
 
 import numpy as np
 
-from eventprop.config.shared import SHARED
 from eventprop.data import mnist as mnist_data
 from eventprop.data.augmentations import DelayLine, balance_classes, reduce_classes
-from eventprop.training.build import build_network, trainable_parameters
+from eventprop.training.build import build_trainer, setting
 from eventprop.training.experiment import (STREAM_DATA, Experiment, epoch_rng, k_folds,
                                            training_order)
-from eventprop.training.trainer import Trainer
-
-# projection name of build_network -> key prefix of its initial mean and std in p
-INIT_KEYS = {"input_hidden": "INPUT_HIDDEN", "hidden_hidden": "HIDDEN_HIDDEN",
-             "hidden_hiddenfwd": "HIDDEN_HIDDENFWD", "hidden_output": "HIDDEN_OUTPUT"}
-
-
-def _value(p, key):
-    """p[key], or its shared default where the simulator does not have the key."""
-    return p.get(key, SHARED[key].default)
-
 
 class MNISTExperiment(Experiment):
     """``train``, ``train_test``, ``test``, ``cross_validate`` on the MNIST images.
@@ -97,23 +85,19 @@ class MNISTExperiment(Experiment):
 
     # --- what Experiment.run asks of a simulator ------------------------------------------
     def make_network(self, p):
-        init = {name: (p[f"{key}_MEAN"], p[f"{key}_STD"]) for name, key in INIT_KEYS.items()
-                if f"{key}_MEAN" in p}
-        n_input = self.train_data.n_channels * (_value(p, "N_INPUT_DELAY") + 1)
-        net = build_network(p, n_input, self.n_classes, init)
-        return Trainer(net, p["ADAM_BETA1"], p["ADAM_BETA2"], p["ADAM_EPS"],
-                       trainable=trainable_parameters(net, p))
+        n_input = self.train_data.n_channels * (setting(p, "N_INPUT_DELAY") + 1)
+        return build_trainer(p, n_input, self.n_classes)
 
     def epoch_data(self, p, epoch, train, evaluation):
         """Class balancing (BALANCE_*_CLASSES), the order of the training images (SHUFFLE) and
         the delay line (N_INPUT_DELAY > 0)."""
         rng = epoch_rng(p["TRAIN_DATA_SEED"], epoch, STREAM_DATA)
-        if train is not None and _value(p, "BALANCE_TRAIN_CLASSES"):
+        if train is not None and setting(p, "BALANCE_TRAIN_CLASSES"):
             train = train.subset(balance_classes(train, rng))
-        if evaluation is not None and _value(p, "BALANCE_EVAL_CLASSES"):
+        if evaluation is not None and setting(p, "BALANCE_EVAL_CLASSES"):
             evaluation = evaluation.subset(balance_classes(evaluation, rng))
         order = training_order(p, len(train), epoch) if train is not None else None
-        if _value(p, "N_INPUT_DELAY") > 0:
+        if setting(p, "N_INPUT_DELAY") > 0:
             delay = lambda d: None if d is None else DelayLine(
                 d, p["N_INPUT_DELAY"], p["INPUT_DELAY"], p["DT_MS"])
             train, evaluation = delay(train), delay(evaluation)

@@ -315,7 +315,7 @@ def output_terms_device(buffer, loss_type, V_out_tr, first_step, labels, dt, T, 
                         need_backward=True):
     """-> (terms, summary): ``losses.output_terms`` on the device (module docstring).
 
-    buffer(name, shape, dtype): a reusable device array (``engine_cuda.Workspace.buffer``); every
+    buffer(name, shape, dtype): a reusable device array (``workspace.Workspace.buffer``); every
     output and scratch array comes from it (names "loss/..."). V_out_tr: (B, n_steps + 1, C),
     float32 or float64 (the run's dtype); first_step: (B, C) int64, -1 = no spike; labels: (B,)
     int64; tau_m_out: (C,) of V_out_tr's dtype; in_ptr: (B, n_steps + 1) int64 input spike
