@@ -18,7 +18,7 @@ fi
 export PYTHONPATH="$PWD:$site" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,utilization.gpu,memory.used --format=csv | tee "$out/gpu.txt"
 python3 -c "import numba, numpy; from numba import cuda; print('numba', numba.__version__, 'numpy', numpy.__version__, 'cuda', cuda.is_available())" | tee -a "$out/gpu.txt"
-bench="bench/bench_cuda.py --recurrent yes --batch 32 --hidden 256 1024"
+bench="bench/bench_cuda.py --recurrent yes --batch 32 --hidden 256 1024 --seconds 4 --max-batches 40"
 run_bench() {   # label, tree
     echo "=== bench_cuda: $1"
     (cd "$2" && PYTHONPATH="$PWD:$site" python3 $bench) 2>&1 | tee -a "$out/bench.txt"

@@ -39,8 +39,12 @@ def test_installed_top_level_names_are_eventprop_and_the_simulators():
 
 @needs_regular_install
 def test_tests_import_the_installed_package_not_the_source_tree():
+    dist = importlib.metadata.distribution("eventprop")
     for module in [eventprop, *map(__import__, SIMULATORS)]:
-        assert not os.path.abspath(module.__file__).startswith(ROOT + os.sep), module.__file__
+        name = "eventprop/__init__.py" if module is eventprop else f"{module.__name__}.py"
+        installed = os.path.realpath(dist.locate_file(name))
+        assert os.path.realpath(module.__file__) == installed, module.__file__
+        assert installed != os.path.realpath(os.path.join(ROOT, name))
 
 
 def test_console_command_lists_the_commands_and_benchmarks():
