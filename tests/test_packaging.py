@@ -98,3 +98,20 @@ def test_stray_modules_in_the_working_directory_change_nothing(research_folder, 
          "simulator_DVS_gesture, eventprop.tools.sweep, eventprop.tools.figures"],
         cwd=research_folder, capture_output=True, text=True)
     assert imports.returncode == 0, imports.stderr[-3000:]
+
+
+def test_console_command_trains_a_benchmark(tmp_path):
+    """``eventprop train yinyang`` with KEY=VALUE overrides: the module defaults, the overrides
+    and the files of the run, as ``python train_X.py`` gives them."""
+    cmd = [sys.executable, "-m", "eventprop", "train", "yinyang", "--out", str(tmp_path),
+           "--name", "cli", "N_EPOCH=1", "N_TRAIN=32", "N_TEST=16", "N_BATCH=32",
+           "NUM_HIDDEN=8", "PROGRESS=false", "BACKEND=\"cpu\""]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "test accuracy" in done.stdout
+    with open(tmp_path / "cli.json") as f:
+        saved = json.load(f)
+    assert saved["NUM_HIDDEN"] == 8 and saved["N_EPOCH"] == 1 and saved["NAME"] == "cli"
+    assert (tmp_path / "cli_results.txt").exists()
+    bad = subprocess.run(cmd + ["NUM_HIDEN=3"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode != 0 and "NUM_HIDEN" in bad.stderr and "NUM_HIDDEN" in bad.stderr

@@ -43,7 +43,9 @@ def apply_command_line(p, description, default_name, presets=None, argv=None, pr
     then the KEY=VALUE pairs); returns the method to run."""
     presets = presets or {}
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--data", default="data", help="DATA_DIR (default: data)")
+    has_data = "DATA_DIR" in p               # Yin-Yang generates its data
+    if has_data:
+        parser.add_argument("--data", default="data", help="DATA_DIR (default: data)")
     parser.add_argument("--out", default=None, help="OUT_DIR (default: out/<NAME>)")
     parser.add_argument("--name", default=None,
                         help=f"NAME (default: the preset, or {default_name!r})")
@@ -55,7 +57,8 @@ def apply_command_line(p, description, default_name, presets=None, argv=None, pr
     preset = getattr(args, "preset", None)
     if preset:
         p.update(presets[preset])
-    p["DATA_DIR"] = args.data
+    if has_data:
+        p["DATA_DIR"] = args.data
     p["NAME"] = args.name or preset or default_name
     p["OUT_DIR"] = args.out or f"out/{p['NAME']}"
     for item in args.overrides:
