@@ -251,3 +251,48 @@ def test_a_broken_file_is_reported_and_the_other_figures_drawn(tmp_path):
     assert_drawn(tmp_path / "out" / "broken_training")
     assert str(tmp_path / "out" / "broken_confusion_train") in written
     assert str(tmp_path / "out" / "broken_confusion_eval") not in written
+
+
+def test_runs_folded_by_folds_are_drawn_together(tmp_path):
+    """A sweep over FOLDS (a folder per task, as eventprop.tools.sweep writes them, the fold's
+    files named {NAME}_fold{k}): the folds of one parameter set make one combined figure."""
+    sweep = tmp_path / "sweep"
+    for k in range(3):
+        write_run(sweep / "set000" / f"fold{k:02d}", base_p(NAME=f"run_fold{k}", FOLDS=[k]), 3,
+                  seed=k, recordings=False, confusion=False)
+    write_run(sweep / "set001" / "fold00", base_p(NAME="run_fold0", FOLDS=[0], NUM_HIDDEN=32),
+              3, recordings=False, confusion=False)
+    written = figures.draw_all(str(sweep), str(tmp_path / "out"))
+    combined = [w for w in written if os.path.basename(w).startswith("combined_")]
+    assert [os.path.basename(w) for w in combined] == ["combined_run_fold_training"]
+    assert_drawn(combined[0])
+    assert sorted(len(g) for g in figures.parameter_groups(figures.find_runs(sweep))) == [1, 3]
+
+
+def test_a_damaged_log_line_is_skipped_and_named(tmp_path):
+    prefix = write_run(tmp_path / "runs", base_p(NAME="damaged"), 3, recordings=False,
+                       confusion=False)
+    with open(prefix + "_log.jsonl") as f:
+        lines = f.readlines()
+    lines[1] = lines[1][:25] + "\n"                              # a line cut short
+    with open(prefix + "_log.jsonl", "w") as f:
+        f.writelines(lines)
+    with pytest.warns(RuntimeWarning, match=r"damaged_log\.jsonl, line 2: not JSON"):
+        written = figures.draw_all(str(tmp_path / "runs"), str(tmp_path / "out"))
+    for stem in ("damaged_training", "damaged_hidden_activity"):
+        assert str(tmp_path / "out" / stem) in written
+        assert_drawn(tmp_path / "out" / stem)
+    with pytest.warns(RuntimeWarning, match="line 2"):
+        log = figures.load_run(prefix)["log"]
+    assert [r["epoch"] for r in log] == [0, 2]
+
+
+def test_a_damaged_results_row_is_skipped_and_named(tmp_path):
+    results = storage.ResultsFile(str(tmp_path / "r_results.txt"))
+    for epoch in range(3):
+        results.write(epoch, SimpleNamespace(accuracy=0.5, mean_loss=1.0), None, 1.0)
+    with open(tmp_path / "r_results.txt", "a") as f:
+        f.write("3 0.5 nan-ish\n")
+    with pytest.warns(RuntimeWarning, match=r"r_results\.txt, line 5: not a row of numbers"):
+        res = figures.load_results(str(tmp_path / "r_results.txt"))
+    assert list(res["epoch"]) == [0, 1, 2]

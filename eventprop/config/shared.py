@@ -166,7 +166,9 @@ SHARED = {
     # --- data --------------------------------------------------------------------------------
     "DATA_DIR": P("data", checks.string, "folder that holds the data set's folder", ""),
     "CACHE_DIR": P(None, checks.optional_string,
-                   "folder of the binned-data cache (None: DATA_DIR/<data set>/cache)", ""),
+                   "folder of the binned-data cache (None: DATA_DIR/<data set>/cache, or "
+                   "$XDG_CACHE_HOME/eventprop/<data set> (~/.cache/eventprop/<data set>) when "
+                   "that folder cannot be written)", ""),
     "DOWNLOAD": P(False, checks.boolean, "fetch missing data files (needs internet)", ""),
     "REDUCED_CLASSES": P(None, checks.optional_class_list,
                          "classes to keep, relabelled 0 … k−1 in the list's order (k outputs)",

@@ -437,6 +437,19 @@ def _merge_runs(keys, bounds, runs, buf_a, buf_b):
     return src
 
 
+def check_classes_present(labels, classes, source):
+    """ValueError naming the first of ``classes`` (REDUCED_CLASSES; None: nothing to check) that
+    has no sample among ``labels``, the labels of ``source`` (a file or folder)."""
+    if classes is None:
+        return
+    present = np.unique(labels)
+    missing = [c for c in classes if c not in present]
+    if missing:
+        raise ValueError(f"invalid p['REDUCED_CLASSES'] = {list(classes)}: class {missing[0]} "
+                         f"has no samples in {source} (its classes: "
+                         f"{', '.join(str(c) for c in present)})")
+
+
 def reduce_classes(data, speakers, classes):
     """Keep the samples of ``classes`` and relabel them 0, 1, ... in the order of the list."""
     if classes is None:

@@ -36,7 +36,7 @@ import warnings
 
 import numpy as np
 
-from eventprop import storage
+from eventprop.data import cache
 from eventprop.data.spikes import SpikeData
 
 SOURCE_URL = "https://research.ibm.com/interactive/dvsgesture/"
@@ -140,10 +140,14 @@ def list_recordings(data_dir, split):
                 if not name.endswith("npy"):
                     continue
                 label = _RECORDING.match(name)
-                if not label or int(label.group(1)) >= N_CLASSES:
+                if not label:
                     raise ValueError(f"{os.path.join(path, name)}: a recording must be named "
                                      f"<class>.npy with class 0..{N_CLASSES - 1} (tonic's "
                                      f"DVSGesture layout)")
+                if int(label.group(1)) >= N_CLASSES:
+                    raise ValueError(f"{os.path.join(path, name)}: label {int(label.group(1))} "
+                                     f"(the file name), but DVS gesture has {N_CLASSES} classes "
+                                     f"(0..{N_CLASSES - 1})")
                 lighting = rel.split("_", 1)[1]
                 found.append((os.path.join(rel, name), int(match.group(1)), lighting,
                               int(label.group(1))))
@@ -208,13 +212,18 @@ def read_recording(dataset, index):
     except Exception as e:
         raise ValueError(f"{path} is not a DVS gesture recording (expected a 2-D array with the "
                          f"columns x, y, p, t in ms, as tonic's DVSGesture files): {e}") from e
-    x, y = events["x"].astype(np.int64), events["y"].astype(np.int64)
-    if len(events) and (x.min() < 0 or x.max() >= SENSOR_SIZE[0] or y.min() < 0
-                        or y.max() >= SENSOR_SIZE[1]):
-        raise ValueError(f"{path}: event coordinates must lie in 0..127 (the DVS128 sensor); "
-                         f"found x in {x.min()}..{x.max()}, y in {y.min()}..{y.max()}")
-    if len(t) and t.min() < 0:
-        raise ValueError(f"{path}: negative event time {t.min()} us")
+    for axis, size in (("x", SENSOR_SIZE[0]), ("y", SENSOR_SIZE[1])):
+        values = events[axis].astype(np.int64)
+        outside = np.flatnonzero((values < 0) | (values >= size))
+        if len(outside):
+            i = int(outside[0])
+            raise ValueError(f"{path}: event {i} has {axis} = {values[i]}, outside the "
+                             f"{SENSOR_SIZE[0]} x {SENSOR_SIZE[1]} DVS128 sensor (x and y "
+                             f"0..{size - 1})")
+    negative = np.flatnonzero(t < 0)
+    if len(negative):
+        raise ValueError(f"{path}: event {int(negative[0])} has the negative time "
+                         f"{t[negative[0]]} us")
     return events, int(label)
 
 
@@ -228,19 +237,16 @@ def _fingerprint(data_dir, split, recordings):
     return h.hexdigest()
 
 
-def cache_path(data_dir, split, dt_ms, trial_ms, start_ms=0.0, cache_dir=None, recordings=None):
-    """(path, key) of the .npz cache of one binned split. The name encodes DT_MS, TRIAL_MS and
-    CROP_START_MS and a hash of the recordings (names, sizes, modification times): changed files
-    get a new cache."""
+def cache_name(data_dir, split, dt_ms, trial_ms, start_ms=0.0, recordings=None):
+    """(file name, key) of the .npz cache of one binned split. The name encodes DT_MS, TRIAL_MS
+    and CROP_START_MS and a hash of the recordings (names, sizes, modification times): changed
+    files get a new cache."""
     recordings = list_recordings(data_dir, split) if recordings is None else recordings
     key = (f"DVSGesture|{split}|dt={float(dt_ms)!r}|T={float(trial_ms)!r}|"
            f"start={float(start_ms)!r}|files={_fingerprint(data_dir, split, recordings)}")
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-    folder = (os.path.join(os.path.dirname(split_folder(data_dir, split)), "cache")
-              if cache_dir is None else str(cache_dir))
-    name = (f"DVSGesture_{split}_dt{float(dt_ms):g}_T{float(trial_ms):g}_"
-            f"start{float(start_ms):g}_{digest}.npz")
-    return os.path.join(folder, name), key
+    return (f"DVSGesture_{split}_dt{float(dt_ms):g}_T{float(trial_ms):g}_"
+            f"start{float(start_ms):g}_{digest}.npz"), key
 
 
 def load_split(data_dir, split, dt_ms, trial_ms, start_ms=0.0, cache_dir=None, download=False):
@@ -249,8 +255,9 @@ def load_split(data_dir, split, dt_ms, trial_ms, start_ms=0.0, cache_dir=None, d
     relative to the split's folder) per sample. Samples are sorted by user, lighting and label
     (tonic's order depends on the file system).
 
-    The result is cached in ``cache_dir`` (default DATA_DIR/DVSGesture/cache) as an .npz written
-    atomically; later calls with the same parameters and unchanged recordings read it. With
+    The result is cached as an .npz written atomically, in ``cache_dir``, or by default in
+    DATA_DIR/DVSGesture/cache (``eventprop.data.cache``: a user cache folder when that cannot be
+    written); later calls with the same parameters and unchanged recordings read it. With
     ``download`` missing recordings are first fetched with tonic. Warns when recordings have no
     event in the window."""
     if not (dt_ms > 0 and trial_ms > 0 and start_ms >= 0):
@@ -259,20 +266,17 @@ def load_split(data_dir, split, dt_ms, trial_ms, start_ms=0.0, cache_dir=None, d
     if download:
         _download(data_dir, split)
     recordings = list_recordings(data_dir, split)
-    path, key = cache_path(data_dir, split, dt_ms, trial_ms, start_ms, cache_dir, recordings)
-    data = None
-    if os.path.isfile(path):
-        try:
-            with np.load(path) as z:
-                if str(z["key"]) == key:
-                    data = SpikeData.from_arrays(z)
-                    users, files = z["users"], [str(f) for f in z["files"]]
-        except (OSError, KeyError, ValueError):
-            data = None                          # unreadable or stale cache: rebuild it
-    if data is None:
+    name, key = cache_name(data_dir, split, dt_ms, trial_ms, start_ms, recordings)
+    default_folder = os.path.join(os.path.dirname(split_folder(data_dir, split)), "cache")
+    folders = cache.folders(default_folder, cache_dir, DATASET_FOLDER)
+    cached = cache.read(name, key, folders)
+    if cached is not None:
+        data, users, files = (SpikeData.from_arrays(cached), cached["users"],
+                              [str(f) for f in cached["files"]])
+    else:
         data, users, files = _bin_split(data_dir, split, recordings, dt_ms, n_steps, start_ms)
-        storage.save_npz(path, {"key": np.array(key), **data.arrays(), "users": users,
-                              "files": np.array(files)})
+        cache.write(name, {"key": np.array(key), **data.arrays(), "users": users,
+                           "files": np.array(files)}, folders, DATASET_FOLDER)
     empty = np.flatnonzero(data.spike_counts() == 0)
     if len(empty):
         warnings.warn(f"{len(empty)} of {len(data)} DVS gesture recordings ({split}) have no "

@@ -123,9 +123,11 @@ def read_idx(path, kind):
                              f"({SIDE}, {SIDE})")
         return np.ascontiguousarray(array, dtype=np.uint8)
     labels = np.asarray(array, dtype=np.int64)
-    if len(labels) and (labels.min() < 0 or labels.max() >= N_CLASSES):
-        raise ValueError(f"{path}: labels must lie in 0..{N_CLASSES - 1}, found "
-                         f"{labels.min()}..{labels.max()}")
+    bad = np.flatnonzero((labels < 0) | (labels >= N_CLASSES))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"{path}: sample {i} has label {labels[i]}, but MNIST has "
+                         f"{N_CLASSES} classes (the digits 0..{N_CLASSES - 1})")
     return labels
 
 
@@ -150,8 +152,8 @@ def load_split(folder, split, download=False):
                 f"{source_text()} into {folder}, or set DOWNLOAD=True in the simulator's p to "
                 f"fetch it with the mnist package where the machine is online")
         paths.append(path)
+    labels = read_idx(paths[1], "labels")          # the small file first: its errors come cheap
     images = read_idx(paths[0], "images")
-    labels = read_idx(paths[1], "labels")
     if len(images) != len(labels):
         raise ValueError(f"{paths[0]} has {len(images)} images but {paths[1]} has {len(labels)} "
                          f"labels; they must agree")

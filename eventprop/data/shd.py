@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-from eventprop import storage
+from eventprop.data import cache
 from eventprop.data.spikes import SpikeData
 
 DATA_FILES = {
@@ -39,6 +39,7 @@ SOURCE_URLS = {
 }
 
 N_CHANNELS = 700
+N_CLASSES = {"SHD": 20, "SSC": 35}
 
 _DOWNLOAD_HINT = ("set DOWNLOAD=True in the simulator's p (or call eventprop.data.shd.download) to fetch it "
                   "with tonic (pip install tonic) where the machine is online")
@@ -54,24 +55,19 @@ and channels (int64), labels (int64 array), speakers (int64 array, or None when 
 
 def _source_of(path):
     """Official source of the data set a file name belongs to (both when unknown)."""
-    name = os.path.basename(str(path)).lower()
-    if name.startswith("shd"):
-        return SOURCE_URLS["SHD"]
-    if name.startswith("ssc"):
-        return SOURCE_URLS["SSC"]
+    dataset = _dataset_of_file(path)
+    if dataset is not None:
+        return SOURCE_URLS[dataset]
     return f"SHD: {SOURCE_URLS['SHD']}; SSC: {SOURCE_URLS['SSC']}"
 
 
-def read_h5(path):
-    """Read an official SHD/SSC file with PyTables; returns ``H5Data``.
+def _open_h5(path):
+    """The official file at ``path`` opened with PyTables (read only).
 
     Raises FileNotFoundError (naming the path and the official source) when the file is missing,
-    ValueError naming the file when it is not HDF5, lacks a required node, or has a sample whose
-    times and units differ in length.
-    """
+    ValueError naming the file when it is not HDF5."""
     import tables
 
-    path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"data file {path} not found; download it (gunzipped) from {_source_of(path)}, "
@@ -84,23 +80,95 @@ def read_h5(path):
         raise ValueError(f"{path} is not an HDF5 file (expected the official file from "
                          f"{_source_of(path)})")
     try:
-        h5 = tables.open_file(path, mode="r")
+        return tables.open_file(path, mode="r")
     except Exception as e:
         raise ValueError(f"{path} could not be opened as HDF5 ({e})") from e
-    with h5:
-        def node(name, required=True):
-            try:
-                return h5.get_node(name)
-            except tables.NoSuchNodeError:
-                if required:
-                    raise ValueError(f"{path} lacks the required node {name} (not an official "
-                                     f"SHD/SSC file?)") from None
-                return None
 
-        times_node = node("/spikes/times")
-        units_node = node("/spikes/units")
-        labels_node = node("/labels")
-        speaker_node = node("/extra/speaker", required=False)
+
+def _node(h5, path, name, required=True):
+    """Node ``name`` of an open file; ValueError naming the file when a required one is
+    missing, None when an optional one is."""
+    import tables
+
+    try:
+        return h5.get_node(name)
+    except tables.NoSuchNodeError:
+        if required:
+            raise ValueError(f"{path} lacks the required node {name} (not an official "
+                             f"SHD/SSC file?)") from None
+        return None
+
+
+def _dataset_of_file(path):
+    """"SHD" or "SSC" from an official file name, None for another name."""
+    name = os.path.basename(str(path)).lower()
+    return next((d for d in DATA_FILES if name.startswith(d.lower())), None)
+
+
+def _check_labels(path, labels, n_classes):
+    """ValueError naming the file, the first bad sample and its label when a label is negative or
+    not below ``n_classes`` (None: the number of classes of the data set the file name says)."""
+    dataset = _dataset_of_file(path)
+    if n_classes is None and dataset is not None:
+        n_classes = N_CLASSES[dataset]
+    negative = np.flatnonzero(labels < 0)
+    if len(negative):
+        i = int(negative[0])
+        raise ValueError(f"{path}: sample {i} has the negative label {labels[i]}")
+    too_large = np.flatnonzero(labels >= n_classes) if n_classes is not None else []
+    if len(too_large):
+        i = int(too_large[0])
+        raise ValueError(f"{path}: sample {i} has label {labels[i]}, but "
+                         f"{dataset or 'the data set'} has {n_classes} classes "
+                         f"(0..{n_classes - 1})")
+
+
+def _check_units(path, units):
+    """ValueError naming the file, the first sample and its channel when a channel id is not
+    one of the 700 channels 0..699."""
+    for i, u in enumerate(units):
+        bad = (u < 0) | (u >= N_CHANNELS)
+        if np.any(bad):
+            raise ValueError(f"{path}: sample {i} has channel {u[np.argmax(bad)]}, but SHD and "
+                             f"SSC have {N_CHANNELS} channels (0..{N_CHANNELS - 1})")
+
+
+def read_labels(path, n_classes=None):
+    """(labels, speakers or None) of an official file, without its spikes: a cheap read that
+    gives the number of samples and their classes. The nodes, their lengths and the labels are
+    checked as in ``read_h5``."""
+    path = str(path)
+    with _open_h5(path) as h5:
+        n_times = _node(h5, path, "/spikes/times").nrows
+        n_units = _node(h5, path, "/spikes/units").nrows
+        labels = np.asarray(_node(h5, path, "/labels").read(), dtype=np.int64).reshape(-1)
+        speaker_node = _node(h5, path, "/extra/speaker", required=False)
+        speakers = None if speaker_node is None else \
+            np.asarray(speaker_node.read(), dtype=np.int64).reshape(-1)
+    if not (n_times == n_units == len(labels)):
+        raise ValueError(f"{path}: /spikes/times has {n_times} samples, /spikes/units "
+                         f"{n_units}, /labels {len(labels)}; they must agree")
+    if speakers is not None and len(speakers) != len(labels):
+        raise ValueError(f"{path}: /extra/speaker has {len(speakers)} entries but /labels "
+                         f"{len(labels)}")
+    _check_labels(path, labels, n_classes)
+    return labels, speakers
+
+
+def read_h5(path, n_classes=None):
+    """Read an official SHD/SSC file with PyTables; returns ``H5Data``.
+
+    Raises FileNotFoundError (naming the path and the official source) when the file is missing,
+    ValueError naming the file when it is not HDF5, lacks a required node, has a sample whose
+    times and units differ in length, a label outside 0..n_classes - 1 (None: 20 for SHD, 35 for
+    SSC files, by their name) or a channel outside 0..699 (naming the sample and the value).
+    """
+    path = str(path)
+    with _open_h5(path) as h5:
+        times_node = _node(h5, path, "/spikes/times")
+        units_node = _node(h5, path, "/spikes/units")
+        labels_node = _node(h5, path, "/labels")
+        speaker_node = _node(h5, path, "/extra/speaker", required=False)
         times = [np.asarray(t, dtype=np.float64) for t in times_node.read()]
         units = [np.asarray(u, dtype=np.int64) for u in units_node.read()]
         labels = np.asarray(labels_node.read(), dtype=np.int64).reshape(-1)
@@ -115,6 +183,8 @@ def read_h5(path):
     for i, (t, u) in enumerate(zip(times, units)):
         if len(t) != len(u):
             raise ValueError(f"{path}: sample {i} has {len(t)} spike times but {len(u)} units")
+    _check_labels(path, labels, n_classes)
+    _check_units(path, units)
     return H5Data(times, units, labels, speakers)
 
 
@@ -193,10 +263,9 @@ def download(data_dir, dataset, split):
 _download = download        # load_dataset's parameter ``download`` hides the function there
 
 
-def cache_path(data_dir, dataset, split, dt_ms, trial_ms, rescale_t=1.0, rescale_x=1.0,
-               cache_dir=None):
-    """Path of the .npz cache of one binned split; the name encodes the parameters and the
-    source file's size and modification time (a changed file gets a new name)."""
+def cache_name(data_dir, dataset, split, dt_ms, trial_ms, rescale_t=1.0, rescale_x=1.0):
+    """(file name, key) of the .npz cache of one binned split; the name encodes the parameters
+    and the source file's size and modification time (a changed file gets a new name)."""
     _check_choice(dataset, split)
     source = os.path.join(str(data_dir), DATA_FILES[dataset][split])
     st = os.stat(source)
@@ -204,9 +273,8 @@ def cache_path(data_dir, dataset, split, dt_ms, trial_ms, rescale_t=1.0, rescale
            f"rt={float(rescale_t)!r}|rx={float(rescale_x)!r}|size={st.st_size}|"
            f"mtime={st.st_mtime_ns}")
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-    folder = os.path.join(str(data_dir), "cache") if cache_dir is None else str(cache_dir)
-    return os.path.join(folder, f"{dataset}_{split}_dt{float(dt_ms):g}_T{float(trial_ms):g}_"
-                                f"rt{float(rescale_t):g}_rx{float(rescale_x):g}_{digest}.npz"), key
+    return (f"{dataset}_{split}_dt{float(dt_ms):g}_T{float(trial_ms):g}_"
+            f"rt{float(rescale_t):g}_rx{float(rescale_x):g}_{digest}.npz"), key
 
 
 def load_dataset(data_dir, dataset, split, dt_ms, trial_ms, rescale_t=1.0, rescale_x=1.0,
@@ -214,8 +282,9 @@ def load_dataset(data_dir, dataset, split, dt_ms, trial_ms, rescale_t=1.0, resca
     """Binned split of SHD or SSC as (SpikeData, speakers or None).
 
     n_steps = round(trial_ms / dt_ms), 700 channels (also when rescale_x < 1, as in the
-    reference). The result is cached in ``cache_dir`` (default ``data_dir/cache``) as an .npz
-    written atomically; later calls with the same parameters and unchanged source file read it.
+    reference). The result is cached as an .npz written atomically, in ``cache_dir``, or by
+    default in ``data_dir/cache`` (``eventprop.data.cache``: a user cache folder when that
+    cannot be written); later calls with the same parameters and unchanged source file read it.
     With ``download`` a missing source file is first fetched with tonic (see ``download``).
     """
     _check_choice(dataset, split)
@@ -228,26 +297,22 @@ def load_dataset(data_dir, dataset, split, dt_ms, trial_ms, rescale_t=1.0, resca
     if not os.path.isfile(source):
         raise FileNotFoundError(f"{dataset} {split} file {source} not found; download it "
                                 f"(gunzipped) from {SOURCE_URLS[dataset]}, or {_DOWNLOAD_HINT}")
-    path, key = cache_path(data_dir, dataset, split, dt_ms, trial_ms, rescale_t, rescale_x,
-                           cache_dir)
-    if os.path.isfile(path):
-        try:
-            with np.load(path) as z:
-                if str(z["key"]) == key:
-                    data = SpikeData.from_arrays(z)
-                    speakers = z["speakers"] if bool(z["has_speakers"]) else None
-                    return data, speakers
-        except (OSError, KeyError, ValueError):
-            pass                                 # unreadable or stale cache: rebuild it
-    raw = read_h5(source)
+    name, key = cache_name(data_dir, dataset, split, dt_ms, trial_ms, rescale_t, rescale_x)
+    folders = cache.folders(os.path.join(str(data_dir), "cache"), cache_dir, dataset)
+    cached = cache.read(name, key, folders)
+    if cached is not None:
+        speakers = cached["speakers"] if bool(cached["has_speakers"]) else None
+        return SpikeData.from_arrays(cached), speakers
+    raw = read_h5(source)                      # checked against the classes of its data set
     step_lists, channel_lists = [], []
     for t, u in zip(raw.times, raw.units):
         s, c = bin_spikes(t, u, dt_ms, n_steps, rescale_t, rescale_x, N_CHANNELS)
         step_lists.append(s)
         channel_lists.append(c)
     data = SpikeData.from_lists(step_lists, channel_lists, raw.labels, n_steps, N_CHANNELS)
-    storage.save_npz(path, {
+    cache.write(name, {
         "key": np.array(key), **data.arrays(),
         "has_speakers": np.array(raw.speakers is not None),
-        "speakers": raw.speakers if raw.speakers is not None else np.zeros(0, np.int64)})
+        "speakers": raw.speakers if raw.speakers is not None else np.zeros(0, np.int64)},
+        folders, dataset)
     return data, raw.speakers

@@ -78,13 +78,38 @@ class DVS_gesture_model(Experiment):
 
     def __init__(self, params=None, manual_GPU=None):
         self.manual_GPU = manual_GPU
+        self._labels_key = None
         self._data_key = None
         self._load_data(validate(params or {}))
 
     # --- data -----------------------------------------------------------------------------
+    def _read_labels(self, p):
+        """The recordings of both splits from their file names alone (cheap: no event is read):
+        every class of REDUCED_CLASSES must have recordings in both. Sets ``sizes``
+        (recordings per split, of the REDUCED_CLASSES) and ``users_of_train`` (user per training
+        recording); reread when a data key of p changes."""
+        classes = p["REDUCED_CLASSES"]
+        key = (p["DATA_DIR"], p["DOWNLOAD"], tuple(classes or ()))
+        if key == self._labels_key:
+            return
+        self.sizes = {}
+        for split in ("train", "test"):
+            if p["DOWNLOAD"]:
+                dvs_data.download(p["DATA_DIR"], split)
+            recordings = dvs_data.list_recordings(p["DATA_DIR"], split)
+            labels = np.array([label for *_, label in recordings])
+            augmentations.check_classes_present(labels, classes,
+                                                dvs_data.split_folder(p["DATA_DIR"], split))
+            keep = np.isin(labels, classes) if classes else np.ones(len(labels), bool)
+            self.sizes[split] = int(np.count_nonzero(keep))
+            if split == "train":
+                self.users_of_train = np.array([user for _, user, *_ in recordings])[keep]
+        self._labels_key = key
+
     def _load_data(self, p):
-        """Binned training and test recordings (from the cache after the first time); reloaded
-        when a data key of p changes between calls."""
+        """Binned training and test recordings (from the cache after the first time), after the
+        checks of ``_read_labels``; reloaded when a data key of p changes between calls."""
+        self._read_labels(p)
         key = (p["DATA_DIR"], p["CACHE_DIR"], p["DT_MS"], p["TRIAL_MS"], p["CROP_START_MS"],
                p["DOWNLOAD"], tuple(p["REDUCED_CLASSES"] or ()))
         if key == self._data_key:
@@ -106,34 +131,54 @@ class DVS_gesture_model(Experiment):
         self.n_classes = len(classes) if classes else dvs_data.N_CLASSES
         self._data_key = key
 
+    def split_indices(self, p):
+        """(training indices, validation indices or None) of ``split``, from the sizes
+        ``_read_labels`` found. N_TRAIN is the size of the training part: a ValueError with the
+        sizes when the training recordings are too few for N_VALIDATE + N_TRAIN."""
+        self._read_labels(p)
+        n, n_val, n_train = self.sizes["train"], p["N_VALIDATE"], p["N_TRAIN"]
+        if n_val + n_train > n:
+            of = " of the REDUCED_CLASSES" if p["REDUCED_CLASSES"] else ""
+            folder = dvs_data.split_folder(p["DATA_DIR"], "train")
+            raise ValueError(f"DVS gesture training part: {max(n - n_val, 0)} recordings, fewer "
+                             f"than N_TRAIN = {n_train} ({folder} has {n}{of}, N_VALIDATE = "
+                             f"{n_val} of them are held out); N_TRAIN + N_VALIDATE may be at "
+                             f"most {n}")
+        order = np.random.default_rng(p["TRAIN_DATA_SEED"]).permutation(n)
+        if n_val == 0:
+            return order[:n_train], None
+        return order[n_val:n_val + n_train], order[:n_val]
+
     def split(self, p):
         """(training set, validation set or None) of ``train``: a permutation (TRAIN_DATA_SEED)
         of the training recordings, its first N_VALIDATE samples for validation and the next
-        N_TRAIN for training (N_VALIDATE = 0: N_TRAIN samples, no evaluation)."""
-        data = self.train_data
-        order = np.random.default_rng(p["TRAIN_DATA_SEED"]).permutation(len(data))
-        n_val = p["N_VALIDATE"]
-        if n_val == 0:
-            return data.subset(order[:p["N_TRAIN"]]), None
-        return data.subset(order[n_val:n_val + p["N_TRAIN"]]), data.subset(order[:n_val])
+        N_TRAIN for training (N_VALIDATE = 0: N_TRAIN samples, no evaluation). Fewer than
+        N_VALIDATE + N_TRAIN recordings are an error."""
+        train_idx, eval_idx = self.split_indices(p)
+        evaluation = None if eval_idx is None else self.train_data.subset(eval_idx)
+        return self.train_data.subset(train_idx), evaluation
 
     def folds(self, p):
         """(fold, training indices, validation indices) of every fold cross_validate runs
-        (FOLDS; None: all N_FOLDS). FOLD_BY "user": the users of the training recordings are cut
-        into N_FOLDS groups (a permutation drawn from TRAIN_DATA_SEED) and a fold validates on
-        every recording of its group, so no user is in both parts; "random": the recordings
-        themselves are cut into N_FOLDS folds."""
-        n = len(self.train_data)
+        (FOLDS; None: all N_FOLDS), from the recordings ``_read_labels`` found. FOLD_BY "user":
+        the users of the training recordings are cut into N_FOLDS groups (a permutation drawn
+        from TRAIN_DATA_SEED) and a fold validates on every recording of its group, so no user
+        is in both parts; "random": the recordings themselves are cut into N_FOLDS folds."""
+        self._read_labels(p)
+        n = self.sizes["train"]
         if p["FOLD_BY"] == "random":
+            if n < p["N_FOLDS"]:
+                raise ValueError(f"invalid p['N_FOLDS'] = {p['N_FOLDS']}: more folds than the "
+                                 f"{n} training recordings")
             return list(k_folds(n, p["N_FOLDS"], p["TRAIN_DATA_SEED"], p["FOLDS"]))
-        ids = np.unique(self.train_users)
+        ids = np.unique(self.users_of_train)
         if len(ids) < p["N_FOLDS"]:
             raise ValueError(f"invalid p['N_FOLDS'] = {p['N_FOLDS']}: the training recordings "
                              f"have {len(ids)} users, too few for FOLD_BY 'user' (use at most "
                              f"{len(ids)} folds, or FOLD_BY 'random')")
         out = []
         for f, _, user_idx in k_folds(len(ids), p["N_FOLDS"], p["TRAIN_DATA_SEED"], p["FOLDS"]):
-            left = np.isin(self.train_users, ids[user_idx])
+            left = np.isin(self.users_of_train, ids[user_idx])
             out.append((f, np.flatnonzero(~left), np.flatnonzero(left)))
         return out
 
@@ -174,6 +219,7 @@ class DVS_gesture_model(Experiment):
         training accuracy, validation accuracy) of the last epoch (0 for a part that did not
         run)."""
         p = validate(params)
+        self.split_indices(p)               # the sizes are checked before the data are binned
         self._load_data(p)
         train, evaluation = self.split(p)
         return self.returns(*self.run(p, train, evaluation, p["N_EPOCH"], True, "validation"))
@@ -200,5 +246,6 @@ class DVS_gesture_model(Experiment):
         epoch; fold files are named {NAME}_fold{k}_*. Returns (list of [final training
         accuracy, final validation accuracy] per fold, list of seconds per fold)."""
         p = validate(params)
+        folds = self.folds(p)               # checked before the data are binned
         self._load_data(p)
-        return self.run_folds(p, self.train_data, self.folds(p))
+        return self.run_folds(p, self.train_data, folds)

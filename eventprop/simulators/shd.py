@@ -28,7 +28,7 @@ from eventprop.data.augmentations import reduce_classes
 from eventprop.training.experiment import STREAM_DATA, Experiment, epoch_rng, training_order
 from eventprop.training.build import build_trainer, plateau_schedule
 
-N_CLASSES = {"SHD": 20, "SSC": 35}
+N_CLASSES = shd_data.N_CLASSES
 
 # The parameter dictionary users edit; its keys, defaults, rules, meanings and units are in
 # eventprop.config.shd (reference: docs/parameters/shd.md).
@@ -94,13 +94,44 @@ class SHD_model(Experiment):
 
     def __init__(self, params=None, manual_GPU=None):
         self.manual_GPU = manual_GPU
+        self._labels_key = None
         self._data_key = None
         self._load_data(validate(params or {}))
 
     # --- data -----------------------------------------------------------------------------
+    def _read_labels(self, p):
+        """The files of the chosen data set and their sizes, from a cheap read of the labels
+        (and SHD's speakers) without the spikes: every file must hold samples, every class of
+        REDUCED_CLASSES must have samples in every file. Sets ``files``, ``sizes`` (samples per
+        split, of the REDUCED_CLASSES) and ``speakers_of_train`` (speaker per training sample,
+        None for SSC); reread when a data key of p changes."""
+        dataset = dataset_of(p)
+        classes = p["REDUCED_CLASSES"]
+        key = (dataset, p["DATA_DIR"], p["DOWNLOAD"], tuple(classes or ()))
+        if key == self._labels_key:
+            return
+        folder = os.path.join(p["DATA_DIR"], dataset)
+        self.files, self.sizes = {}, {}
+        for split, name in shd_data.DATA_FILES[dataset].items():
+            path = os.path.join(folder, name)
+            if p["DOWNLOAD"]:
+                shd_data.download(folder, dataset, split)
+            labels, speakers = shd_data.read_labels(path, N_CLASSES[dataset])
+            if len(labels) == 0:
+                raise ValueError(f"{dataset} {split} file {path} holds no samples")
+            augmentations.check_classes_present(labels, classes, path)
+            keep = np.isin(labels, classes) if classes else np.ones(len(labels), bool)
+            self.files[split] = path
+            self.sizes[split] = int(np.count_nonzero(keep))
+            if split == "train":
+                self.speakers_of_train = None if speakers is None else speakers[keep]
+        self._labels_key = key
+
     def _load_data(self, p):
-        """Binned splits of the chosen data set (read from the cache after the first time);
-        reloaded when a data key of p changes between calls."""
+        """Binned splits of the chosen data set (read from the cache after the first time),
+        after the checks of ``_read_labels``; reloaded when a data key of p changes between
+        calls."""
+        self._read_labels(p)
         dataset = dataset_of(p)
         key = (dataset, p["DATA_DIR"], p["CACHE_DIR"], p["DT_MS"], p["TRIAL_MS"],
                p["RESCALE_T"], p["RESCALE_X"], p["DOWNLOAD"],
@@ -122,33 +153,58 @@ class SHD_model(Experiment):
         self.n_classes = len(classes) if classes else N_CLASSES[dataset]
         self._data_key = key
 
-    def split(self, p):
-        """(training set, evaluation set or None) of ``train`` per EVALUATION:
-        "random": a permutation (TRAIN_DATA_SEED) of the training file, its first N_VALIDATE
-        samples for validation and the next N_TRAIN for training; "speaker": every sample of
-        speaker ``sorted speaker ids[SPEAKER_LEFT[0]]`` for validation, N_TRAIN of the others for
-        training; "validation_set": N_TRAIN of the training file, the whole official validation
-        file for validation. N_VALIDATE = 0: N_TRAIN samples of the training file, no
-        evaluation."""
-        data = self.train_data
+    def split_indices(self, p):
+        """(training indices, evaluation indices) into the training file (of the
+        REDUCED_CLASSES) of the split of ``train`` (``split`` has the rule), from the sizes
+        ``_read_labels`` found; evaluation indices None: the official validation file, or no
+        evaluation part. A ValueError with the sizes when the training part would be empty."""
+        self._read_labels(p)
+        dataset, n, path = dataset_of(p), self.sizes["train"], self.files["train"]
+        of = " of the REDUCED_CLASSES" if p["REDUCED_CLASSES"] else ""
         rng = np.random.default_rng(p["TRAIN_DATA_SEED"])
         mode = p["EVALUATION"] if p["N_VALIDATE"] > 0 else "none"
         if mode == "speaker":
-            ids = np.unique(self.train_speakers)
+            speakers = self.speakers_of_train
+            if speakers is None:
+                raise ValueError(f"EVALUATION 'speaker': {path} has no /extra/speaker node")
+            ids = np.unique(speakers)
             index = p["SPEAKER_LEFT"][0]
             if index >= len(ids):
                 raise ValueError(f"invalid p['SPEAKER_LEFT'] = {p['SPEAKER_LEFT']}: the training "
                                  f"file has {len(ids)} speakers (indices 0..{len(ids) - 1})")
-            left = self.train_speakers == ids[index]
+            left = speakers == ids[index]
+            if left.all():
+                raise ValueError(f"{dataset} training part: 0 samples (all {n} samples{of} of "
+                                 f"{path} are by speaker {ids[index]}, SPEAKER_LEFT = {index}, "
+                                 f"which is held out)")
             train_idx = rng.permutation(np.flatnonzero(~left))[:p["N_TRAIN"]]
-            return data.subset(train_idx), data.subset(np.flatnonzero(left))
-        order = rng.permutation(len(data))
+            return train_idx, np.flatnonzero(left)
+        order = rng.permutation(n)
         if mode == "random":
             n_val = p["N_VALIDATE"]
-            return (data.subset(order[n_val:n_val + p["N_TRAIN"]]),
-                    data.subset(order[:n_val]))
-        evaluation = self.valid_data if mode == "validation_set" else None
-        return data.subset(order[:p["N_TRAIN"]]), evaluation
+            if n_val >= n:
+                raise ValueError(f"{dataset} training part: 0 samples ({path} has {n}{of}, "
+                                 f"N_VALIDATE = {n_val} of them are held out); set N_VALIDATE "
+                                 f"below {n}")
+            return order[n_val:n_val + p["N_TRAIN"]], order[:n_val]
+        return order[:p["N_TRAIN"]], None
+
+    def split(self, p):
+        """(training set, evaluation set or None) of ``train`` per EVALUATION:
+        "random": a permutation (TRAIN_DATA_SEED) of the training file, its first N_VALIDATE
+        samples for validation and the next N_TRAIN (or fewer, as many as there are) for
+        training; "speaker": every sample of speaker ``sorted speaker ids[SPEAKER_LEFT[0]]`` for
+        validation, N_TRAIN (or fewer) of the others for training; "validation_set": N_TRAIN (or
+        fewer) of the training file, the whole official validation file for validation.
+        N_VALIDATE = 0: N_TRAIN samples of the training file, no evaluation. An empty training
+        part is an error."""
+        train_idx, eval_idx = self.split_indices(p)
+        train = self.train_data.subset(train_idx)
+        if eval_idx is not None:
+            return train, self.train_data.subset(eval_idx)
+        if p["N_VALIDATE"] > 0 and p["EVALUATION"] == "validation_set":
+            return train, self.valid_data
+        return train, None
 
     # --- what Experiment.run asks of a simulator ------------------------------------------
     def make_network(self, p):
@@ -188,6 +244,7 @@ class SHD_model(Experiment):
         rec_vars_s, training accuracy, validation accuracy) of the last epoch (0 for a part
         that did not run)."""
         p = validate(params)
+        self.split_indices(p)               # the sizes are checked before the data are binned
         self._load_data(p)
         train, evaluation = self.split(p)
         return self.returns(*self.run(p, train, evaluation, p["N_EPOCH"], True, "validation"))
@@ -216,6 +273,8 @@ class SHD_model(Experiment):
         if p["N_VALIDATE"] == 0:
             raise ValueError("invalid p['N_VALIDATE'] = 0: cross_validate needs an evaluation "
                              "part (any N_VALIDATE > 0; the left-out speaker is evaluated)")
+        for index in p["SPEAKER_LEFT"]:     # every fold's sizes, before the first trains
+            self.split_indices(dict(p, SPEAKER_LEFT=[index]))
         accuracies, seconds = [], []
         for index in p["SPEAKER_LEFT"]:
             timer = storage.Timer()

@@ -124,5 +124,10 @@ class yinyang(Experiment):
         of [final train accuracy, final validation accuracy] per fold, list of wall-clock
         seconds per fold)."""
         p = validate(params)
-        return self.run_folds(p, self.train_data, k_folds(len(self.train_data), p["N_FOLDS"],
+        n = len(self.train_data)
+        if p["N_FOLDS"] > n:
+            raise ValueError(f"invalid p['N_FOLDS'] = {p['N_FOLDS']}: more folds than the {n} "
+                             f"training samples of this model (3 * N_TRAIN when it was "
+                             f"made), so some folds would be empty")
+        return self.run_folds(p, self.train_data, k_folds(n, p["N_FOLDS"],
                                                           p["TRAIN_DATA_SEED"], p["FOLDS"]))

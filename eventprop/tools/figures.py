@@ -23,11 +23,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from eventprop import storage
 
-# Parameters that tell runs of one parameter set apart: seeds, folds, names and folders. Runs
-# whose parameter files agree on every other key are drawn together by ``draw_all``.
-SEED_KEYS = ("MODEL_SEED", "TRAIN_DATA_SEED", "SPEAKER_LEFT", "NAME", "OUT_DIR")
+# Parameters that tell runs of one parameter set apart: seeds, folds (SHD's left-out speaker, the
+# k-fold index of the other benchmarks), names and folders. Runs whose parameter files agree on
+# every other key are drawn together by ``draw_all``.
+SEED_KEYS = ("MODEL_SEED", "TRAIN_DATA_SEED", "SPEAKER_LEFT", "FOLDS", "NAME", "OUT_DIR")
 
 RESULTS_SUFFIX = "_results.txt"
 DPI = 150
@@ -60,19 +60,37 @@ def _keep_last_pass(epochs):
     return kept
 
 
+def _damaged(path, number, why):
+    """Warn that line ``number`` of the file ``path`` is skipped, and why."""
+    warnings.warn(f"{path}, line {number}: {why}; the line is skipped", RuntimeWarning,
+                  stacklevel=3)
+
+
 def load_results(path):
     """``{NAME}_results.txt`` as a dict: column name (from the '#' header) -> 1-D array, one
     value per epoch. When several calls appended to the file, the rows of the last pass over each
-    epoch are kept (see ``_keep_last_pass``)."""
+    epoch are kept (see ``_keep_last_pass``). A damaged row (not numbers, or not one per column)
+    is skipped with a warning naming the file and the line."""
     with open(path) as f:
-        lines = [line.strip() for line in f if line.strip()]
-    header = [line for line in lines if line.startswith("#")]
+        lines = [(number, line.strip()) for number, line in enumerate(f, 1) if line.strip()]
+    header = [line for _, line in lines if line.startswith("#")]
     if header:
         names = header[0].lstrip("#").split()
     else:
         names = ["epoch", "train_acc", "train_loss", "eval_acc", "eval_loss", "seconds"]
-    rows = [[float(x) for x in line.split()] for line in lines if not line.startswith("#")]
-    rows = [r for r in rows if len(r) == len(names)]
+    rows = []
+    for number, line in lines:
+        if line.startswith("#"):
+            continue
+        try:
+            row = [float(x) for x in line.split()]
+        except ValueError:
+            _damaged(path, number, "not a row of numbers")
+            continue
+        if len(row) != len(names):
+            _damaged(path, number, f"{len(row)} values for the {len(names)} columns")
+            continue
+        rows.append(row)
     data = np.array(rows, dtype=float).reshape(len(rows), len(names))
     data = data[_keep_last_pass(list(data[:, 0]))] if len(data) else data
     table = {name: data[:, i] for i, name in enumerate(names)}
@@ -82,8 +100,22 @@ def load_results(path):
 
 
 def load_log(path):
-    """``{NAME}_log.jsonl`` as a list of per-epoch dicts (the last pass over each epoch)."""
-    records = storage.load_epoch_log(path)
+    """``{NAME}_log.jsonl`` as a list of per-epoch dicts (the last pass over each epoch). A
+    damaged line (not a JSON object) is skipped with a warning naming the file and the line."""
+    records = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as error:
+                _damaged(path, number, f"not JSON ({error})")
+                continue
+            if not isinstance(record, dict):
+                _damaged(path, number, "not a JSON object")
+                continue
+            records.append(record)
     return [records[i] for i in _keep_last_pass([r.get("epoch", i) for i, r in
                                                  enumerate(records)])]
 
@@ -780,23 +812,27 @@ def draw_all(folder, out_folder=None):
     * per run ``{NAME}_training``; ``{NAME}_confusion_train`` / ``_eval`` where the confusion
       files exist; ``{NAME}_raster`` and ``{NAME}_{var}`` (e.g. ``_Voutput``) where recordings
       exist; ``{NAME}_hidden_activity``;
-    * per parameter set with several runs (differing only in ``SEED_KEYS``):
-      ``combined_{common name}_training``, mean ± std over those runs;
+    * per parameter set with several runs (differing only in ``SEED_KEYS``: seeds, the folds of
+      SPEAKER_LEFT or FOLDS, names, folders): ``combined_{common name}_training``, mean ± std
+      over those runs;
     * per ``summary.csv`` in the tree: ``accuracy_vs_hidden`` next to where it lies.
 
-    A figure that fails is reported with a warning and the others are still drawn. Returns the
+    A damaged line of a results or log file is skipped with a warning (``load_results``,
+    ``load_log``); a figure that fails is reported with a warning naming its files, and the
+    others are still drawn. Returns the
     list of stems written (each as .png and .pdf)."""
     folder = os.fspath(folder)
     out_folder = os.fspath(out_folder) if out_folder is not None else \
         os.path.join(folder, "figures")
     written = []
 
-    def attempt(stem, draw, *args, **kwargs):
+    def attempt(stem, source, draw, *args, **kwargs):
+        """``draw(*args, stem, **kwargs)``; ``source`` (the files it reads) for the warning."""
         try:
             draw(*args, stem, **kwargs)
         except Exception as error:     # one broken file must not stop the other figures
-            warnings.warn(f"figure {stem} not drawn: {type(error).__name__}: {error}",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(f"figure {stem} not drawn from {source}: {type(error).__name__}: "
+                          f"{error}", RuntimeWarning, stacklevel=2)
         else:
             written.append(stem)
 
@@ -804,21 +840,22 @@ def draw_all(folder, out_folder=None):
     for prefix in prefixes:
         rel = os.path.relpath(prefix, folder)
         stem = os.path.join(out_folder, rel)
-        attempt(stem + "_training", training_curves, [prefix])
+        attempt(stem + "_training", prefix, training_curves, [prefix])
         for part in ("train", "eval"):
             if os.path.exists(f"{prefix}_confusion_{part}.npy"):
-                attempt(f"{stem}_confusion_{part}", confusion_matrix, prefix, part=part)
+                attempt(f"{stem}_confusion_{part}", prefix, confusion_matrix, prefix, part=part)
         if recorded_populations(prefix):
-            attempt(stem + "_raster", spike_raster, prefix)
+            attempt(stem + "_raster", prefix, spike_raster, prefix)
         for var in recorded_variables(prefix):
-            attempt(f"{stem}_{var}", voltage_traces, prefix, var=var)
-        attempt(stem + "_hidden_activity", hidden_activity, prefix)
+            attempt(f"{stem}_{var}", prefix, voltage_traces, prefix, var=var)
+        attempt(stem + "_hidden_activity", prefix, hidden_activity, prefix)
     used = set()
     for group in parameter_groups(prefixes):
         if len(group) < 2:
             continue
         name = _group_stem(group, used)
-        attempt(os.path.join(out_folder, name + "_training"), training_curves, group,
+        attempt(os.path.join(out_folder, name + "_training"), ", ".join(group),
+                training_curves, group,
                 label=f"{name[len('combined_'):] or 'runs'} ({len(group)} runs)")
     summaries = glob.glob(os.path.join(glob.escape(folder), "**", "summary.csv"), recursive=True)
     for path in sorted(summaries):
@@ -832,7 +869,7 @@ def draw_all(folder, out_folder=None):
             warnings.warn(f"{path}: no NUM_HIDDEN or accuracy column; accuracy_vs_hidden not "
                           "drawn", RuntimeWarning, stacklevel=2)
             continue
-        attempt(stem, accuracy_vs_hidden, table, accuracy_key=keys)
+        attempt(stem, path, accuracy_vs_hidden, table, accuracy_key=keys)
     return written
 
 

@@ -13,7 +13,8 @@ import os
 import numpy as np
 
 from eventprop.data import mnist as mnist_data
-from eventprop.data.augmentations import DelayLine, balance_classes, reduce_classes
+from eventprop.data.augmentations import (DelayLine, balance_classes,
+                                          check_classes_present, reduce_classes)
 from eventprop.training.build import build_trainer, setting
 from eventprop.training.experiment import (STREAM_DATA, Experiment, epoch_rng, k_folds,
                                            training_order)
@@ -33,7 +34,8 @@ class MNISTExperiment(Experiment):
     # --- data -----------------------------------------------------------------------------
     def _load_data(self, p):
         """The training and test images of DATA_DIR/MNIST (read once per DATA_DIR), with the
-        encoding and REDUCED_CLASSES of p."""
+        encoding and REDUCED_CLASSES of p (each of its digits must have images in both
+        files)."""
         folder = os.path.join(p["DATA_DIR"], "MNIST")
         if self._raw_key != folder:
             self._raw = {split: mnist_data.load_split(folder, split, download=p["DOWNLOAD"])
@@ -43,8 +45,11 @@ class MNISTExperiment(Experiment):
         key = (self.encoding_key(p), tuple(p["REDUCED_CLASSES"] or ()))
         if key == self._data_key:
             return
-        encoder = self.encoder(p)
         classes = p["REDUCED_CLASSES"]
+        for split, (_, labels) in self._raw.items():
+            check_classes_present(labels, classes,
+                                  mnist_data.find_file(folder, mnist_data.FILES[split][1]))
+        encoder = self.encoder(p)
         self.train_data, self.test_data = [
             reduce_classes(mnist_data.ImageSpikes(images, labels, encoder), None, classes)[0]
             for images, labels in (self._raw["train"], self._raw["test"])]
