@@ -5,8 +5,11 @@ records (spike store, traces, gradients).
 
 Network: inputs -> L hidden layers of N neurons (optionally recurrent, self-connections included)
 -> C output neurons (non-spiking LI, or spiking LIF for first-spike losses). Samples of a batch are
-independent; the forward kernel runs them in parallel (``prange`` over samples), the backward kernel
-runs per-thread chunks of samples, each with its own gradient accumulators, summed afterwards.
+independent. The forward kernel runs them in parallel; the backward kernel runs chunks of
+consecutive samples in parallel, each chunk with its own gradient accumulators, which the caller
+sums in chunk order. The chunks do not depend on the number of threads, so neither do the results.
+The threads share the work as it comes (``_take_next``), not in fixed shares: a thread whose core
+is busy with another process takes fewer samples instead of holding up the batch.
 
 Time base. Step n runs from t_n to t_{n+1}:
   V(t_{n+1}) = alpha V(t_n) + c I(t_n);  threshold test on V(t_{n+1});  a spike "at step n" adds its
@@ -25,8 +28,11 @@ counter-based, so the re-run is identical).
 """
 import math
 
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from eventprop.backends.records import Gradients
 from eventprop.models import (alif_imv, alif_spike_jump, alif_threshold_decay, lif_adjoint_update,
@@ -34,6 +40,20 @@ from eventprop.models import (alif_imv, alif_spike_jump, alif_threshold_decay, l
                               synapse_decay, tau_m_gradient, tau_s_gradient, uniform_hash)
 
 FASTMATH = {"reassoc", "contract", "nsz"}
+
+
+@intrinsic
+def _take_next(typingctx, counter):
+    """The value of ``counter[0]`` (an int64 array), incremented atomically: the number of the
+    next work unit (sample, chunk) for the thread that asks."""
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        array = context.make_array(array_type)(context, builder, args[0])
+        first = cgutils.get_item_pointer(context, builder, array_type, array,
+                                         [context.get_constant(types.intp, 0)])
+        return builder.atomic_rmw("add", first, context.get_constant(types.int64, 1),
+                                  "monotonic")
+    return types.int64(counter), codegen
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -176,11 +196,21 @@ def _forward_sample(b, params, model, inputs, options, store, traces):
         V_out_tr[b, n_steps, c] = Vo[c]
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
 def forward_batch(params, model, inputs, options, store, traces):
     """Forward pass of every sample of the batch: fills the spike store and the traces."""
-    for b in prange(inputs.in_ptr.shape[0]):
-        _forward_sample(b, params, model, inputs, options, store, traces)
+    _forward_batch(params, model, inputs, options, store, traces, numba.get_num_threads())
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def _forward_batch(params, model, inputs, options, store, traces, n_threads):
+    """``forward_batch`` on ``n_threads`` threads."""
+    B = inputs.in_ptr.shape[0]
+    next_sample = np.zeros(1, dtype=np.int64)
+    for _ in prange(n_threads):
+        b = _take_next(next_sample)
+        while b < B:
+            _forward_sample(b, params, model, inputs, options, store, traces)
+            b = _take_next(next_sample)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -314,15 +344,25 @@ def _backward_sample(b, params, model, inputs, options, store, terms, traces, gr
                 lam_Vo[c] += jump_amount[b, c]
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
 def backward_batch(params, model, inputs, options, store, terms, traces, grads):
-    """Backward pass of every sample; gradients accumulate into chunk k of ``grads`` for the
-    samples b = k, k + n_chunks, ... (one chunk per thread; the caller sums over chunks)."""
+    """Backward pass of every sample. Chunk k of ``grads`` (K chunks) accumulates the samples
+    k B / K .. (k + 1) B / K - 1, in this order; the caller sums the chunks in their order."""
+    _backward_batch(params, model, inputs, options, store, terms, traces, grads,
+                    numba.get_num_threads())
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def _backward_batch(params, model, inputs, options, store, terms, traces, grads, n_threads):
+    """``backward_batch`` on ``n_threads`` threads."""
     n_chunks = grads.dW_in.shape[0]
     B = inputs.in_ptr.shape[0]
-    for k in prange(n_chunks):
-        chunk = Gradients(grads.dW_in[k], grads.dW_fwd[k], grads.dW_rec[k], grads.dW_out[k],
-                          grads.dtau_m_h[k], grads.dtau_s_h[k], grads.dtau_m_o[k],
-                          grads.dtau_s_o[k])
-        for b in range(k, B, n_chunks):
-            _backward_sample(b, params, model, inputs, options, store, terms, traces, chunk)
+    next_chunk = np.zeros(1, dtype=np.int64)
+    for _ in prange(n_threads):
+        k = _take_next(next_chunk)
+        while k < n_chunks:
+            chunk = Gradients(grads.dW_in[k], grads.dW_fwd[k], grads.dW_rec[k], grads.dW_out[k],
+                              grads.dtau_m_h[k], grads.dtau_s_h[k], grads.dtau_m_o[k],
+                              grads.dtau_s_o[k])
+            for b in range(k * B // n_chunks, (k + 1) * B // n_chunks):
+                _backward_sample(b, params, model, inputs, options, store, terms, traces, chunk)
+            k = _take_next(next_chunk)
