@@ -108,7 +108,9 @@ class DVS_gesture_model(Experiment):
 
     def _load_data(self, p):
         """Binned training and test recordings (from the cache after the first time), after the
-        checks of ``_read_labels``; reloaded when a data key of p changes between calls."""
+        checks of ``_read_labels``; reloaded when a data key of p changes between calls. The
+        checks that need no data (``preflight``: backend, recordings, checkpoint) come first."""
+        self.preflight(p)
         self._read_labels(p)
         key = (p["DATA_DIR"], p["CACHE_DIR"], p["DT_MS"], p["TRIAL_MS"], p["CROP_START_MS"],
                p["DOWNLOAD"], tuple(p["REDUCED_CLASSES"] or ()))

@@ -130,7 +130,9 @@ class SHD_model(Experiment):
     def _load_data(self, p):
         """Binned splits of the chosen data set (read from the cache after the first time),
         after the checks of ``_read_labels``; reloaded when a data key of p changes between
-        calls."""
+        calls. The checks that need no data (``preflight``: backend, recordings, checkpoint)
+        come first."""
+        self.preflight(p)
         self._read_labels(p)
         dataset = dataset_of(p)
         key = (dataset, p["DATA_DIR"], p["CACHE_DIR"], p["DT_MS"], p["TRIAL_MS"],

@@ -1,14 +1,17 @@
 """Checkpoints and parameter files of a run, written atomically.
 
-A checkpoint with label "last" or "best" consists of
+A checkpoint with label "last" or "best" is one file, ``{prefix}_checkpoint_{label}.npz``: every
+parameter, the Adam state, the learning-rate schedule, the epoch, the number of updates, the best
+accuracy so far and the epoch's result rows (``results_lines``, ``results_row``, ``log_lines``,
+``log_row``: the lines its results and log files had before the epoch's row, and the row). It is
+what ``LOAD_LAST`` / ``LOAD_BEST`` resume from, so that a resumed run continues exactly and
+puts the rows of its files back to the checkpoint's epoch.
 
-* ``{prefix}_checkpoint_{label}.npz``: every parameter, the Adam state, the learning-rate schedule,
-  the epoch, the number of updates and the best accuracy so far: what ``LOAD_LAST`` /
-  ``LOAD_BEST`` resume from, so that a resumed run continues exactly;
-* the parameters again as the original's ``.npy`` files ``{prefix}_{stem}_{label}.npy`` (stems in
-  ``parameter_files``), shape (n_pre, n_post) for weights. These are what analysis scripts read;
-  a run that finds only them (weights of the original code, for instance) loads them and starts
-  the optimiser afresh.
+After it, the parameters are exported again as the original's ``.npy`` files
+``{prefix}_{stem}_{label}.npy`` (stems in ``parameter_files``), shape (n_pre, n_post) for
+weights. These are what analysis scripts read; a run that finds only them (weights of the
+original code, for instance) loads them and starts the optimiser afresh. Checkpoints written
+before the rows were added load as well (without rows to restore).
 """
 import os
 import warnings
@@ -59,16 +62,47 @@ def checkpoint_path(prefix, label):
     return f"{prefix}_checkpoint_{label}.npz"
 
 
-def save_checkpoint(prefix, label, trainer, schedule, epoch, best):
-    """Checkpoint ``label`` of the state after ``epoch``; ``best`` = best accuracy so far."""
+ROW_FILES = ("results", "log")
+
+
+class Resumed:
+    """What a loaded checkpoint says: the ``epoch`` it holds (-1 for weights only), the ``best``
+    accuracy so far and ``rows``: file ("results", "log") -> (lines before the epoch's row, the
+    row); empty for checkpoints without rows."""
+
+    def __init__(self, epoch, best, rows):
+        self.epoch, self.best, self.rows = epoch, best, rows
+
+
+def save_checkpoint(prefix, label, trainer, schedule, epoch, best, rows):
+    """Checkpoint ``label`` of the state after ``epoch``; ``best`` = best accuracy so far;
+    ``rows`` = file ("results", "log") -> (lines before this epoch's row, the row). The
+    checkpoint file is written first, the ``.npy`` exports after it."""
     net = trainer.net
-    save_parameters(net, prefix, label)
     state = {f"param/{k}": v for k, v in net.params.items()}
     state.update(trainer.adam.state())
     state.update(schedule.state())
     state.update(epoch=np.array(epoch), n_updates=np.array(trainer.n_updates),
                  best=np.array(best))
+    for name, (n_before, row) in rows.items():
+        state[f"{name}_lines"] = np.array(n_before)
+        state[f"{name}_row"] = np.array(row)
     storage.save_npz(checkpoint_path(prefix, label), state)
+    save_parameters(net, prefix, label)
+
+
+def _has_parameter_files(prefix, label):
+    return all(os.path.exists(f"{prefix}_{stem}_{label}.npy")
+               for stem in ("w_input_hidden", "w_hidden_output"))
+
+
+def check_checkpoint_exists(prefix, label):
+    """FileNotFoundError naming the file when there is neither checkpoint ``label`` nor its
+    .npy weight files."""
+    path = checkpoint_path(prefix, label)
+    if not (os.path.exists(path) or _has_parameter_files(prefix, label)):
+        raise FileNotFoundError(f"no checkpoint {path} (written by a run with CHECKPOINT and the "
+                                "same OUT_DIR and NAME, or CHECKPOINT_NAME)")
 
 
 def _load_parameter_files(net, prefix, label):
@@ -94,27 +128,30 @@ def _load_parameter_files(net, prefix, label):
 
 def load_checkpoint(prefix, label, trainer, schedule, weights_only=False):
     """Restore checkpoint ``label``: parameters, and unless ``weights_only`` the optimiser and
-    schedule state. Returns (epoch, best accuracy) of the checkpoint; (-1, -1.0) when only the
-    .npy parameter files exist. Raises FileNotFoundError naming the file when there is none."""
+    schedule state. Returns ``Resumed``; its epoch is -1 when only the .npy parameter files
+    exist. Raises FileNotFoundError naming the file when there is none, ValueError when a shape
+    does not fit the network."""
+    check_checkpoint_exists(prefix, label)
     net = trainer.net
     path = checkpoint_path(prefix, label)
-    if os.path.exists(path):
-        with np.load(path) as f:
-            state = dict(f)
-        net.set_params({k[6:]: v for k, v in state.items() if k.startswith("param/")})
-        if weights_only:
-            return int(state["epoch"]), float(state["best"])
-        trainer.adam.load_state(state)
-        trainer.n_updates = int(state["n_updates"])
-        schedule.load_state(state)
-        return int(state["epoch"]), float(state["best"])
-    first = f"{prefix}_w_input_hidden_{label}.npy"
-    if os.path.exists(first) and os.path.exists(f"{prefix}_w_hidden_output_{label}.npy"):
+    if not os.path.exists(path):
         net.set_params(_load_parameter_files(net, prefix, label))
         if not weights_only:
             warnings.warn(f"{path} not found: loaded the weights of {prefix}_*_{label}.npy; the "
                           "optimiser and learning rate start afresh from epoch 0",
                           RuntimeWarning, stacklevel=2)
-        return -1, -1.0
-    raise FileNotFoundError(f"no checkpoint {path} (written by a run with CHECKPOINT and the same "
-                            "OUT_DIR and NAME, or CHECKPOINT_NAME)")
+        return Resumed(-1, -1.0, {})
+    with np.load(path) as f:
+        state = dict(f)
+    try:
+        net.set_params({k[6:]: v for k, v in state.items() if k.startswith("param/")})
+    except ValueError as error:
+        raise ValueError(f"{path} does not fit this network: {error}") from None
+    rows = {name: (int(state[f"{name}_lines"]), str(state[f"{name}_row"]))
+            for name in ROW_FILES if f"{name}_row" in state}
+    resumed = Resumed(int(state["epoch"]), float(state["best"]), rows)
+    if not weights_only:
+        trainer.adam.load_state(state)
+        trainer.n_updates = int(state["n_updates"])
+        schedule.load_state(state)
+    return resumed

@@ -35,7 +35,9 @@ class MNISTExperiment(Experiment):
     def _load_data(self, p):
         """The training and test images of DATA_DIR/MNIST (read once per DATA_DIR), with the
         encoding and REDUCED_CLASSES of p (each of its digits must have images in both
-        files)."""
+        files). The checks that need no data (``preflight``: backend, recordings, checkpoint)
+        come first."""
+        self.preflight(p)
         folder = os.path.join(p["DATA_DIR"], "MNIST")
         if self._raw_key != folder:
             self._raw = {split: mnist_data.load_split(folder, split, download=p["DOWNLOAD"])

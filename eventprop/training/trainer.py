@@ -2,6 +2,8 @@
 trial, forward and backward pass, one Adam step) and its per-epoch statistics (``EpochStats``).
 ``experiment.Experiment`` strings these into whole runs.
 """
+import sys
+
 import numpy as np
 from tqdm import tqdm
 
@@ -20,6 +22,10 @@ class EpochStats:
         self.hidden_spikes = np.zeros((n_layers, n_hidden), dtype=np.int64)  # summed over samples
         self.hidden_per_sample = []   # (B, n_layers) hidden spikes of each sample, per trial
         self.n_unstored = 0
+        # most spikes of one neuron in one trial: per hidden layer, and of the outputs (what
+        # N_MAX_SPIKE must be for every spike to be stored)
+        self.most_hidden_spikes = np.zeros(n_layers, dtype=np.int64)
+        self.most_output_spikes = 0
         self.predictions = []
         self.labels = []
         self.seconds = 0.0
@@ -32,6 +38,9 @@ class EpochStats:
         self.hidden_spikes += result.hidden_counts.sum(axis=0)
         self.hidden_per_sample.append(result.hidden_counts.sum(axis=2))
         self.n_unstored += int(result.n_unstored.sum())
+        np.maximum(self.most_hidden_spikes, result.hidden_counts.max(axis=(0, 2)),
+                   out=self.most_hidden_spikes)
+        self.most_output_spikes = max(self.most_output_spikes, int(result.output_counts.max()))
         self.predictions.append(result.predictions)
         self.labels.append(np.asarray(labels))
 
@@ -72,6 +81,18 @@ class EpochStats:
                 "silent_neurons": int((per_neuron == 0).sum())}
 
 
+# (backend, dtype, learning) of the trials this process has run: the first of each compiles
+# numba's kernels or loads them from its cache, which takes long enough to say so
+_STARTED_KERNELS = set()
+
+
+def progress_bar(n_trials, desc, progress):
+    """A tqdm bar advancing per trial, on a terminal only (a log file gets the per-epoch lines
+    of ``Experiment`` instead of bar updates)."""
+    return tqdm(total=n_trials, desc=desc, leave=False, dynamic_ncols=True,
+                disable=not (progress and sys.stderr.isatty()))
+
+
 class Trainer:
     """Network + optimiser; runs the training or evaluation part of an epoch over ``SpikeData``."""
 
@@ -91,8 +112,9 @@ class Trainer:
         """Present ``data`` in ``order`` (sample indices), one mini-batch of ``net.n_batch`` per
         trial, numbered from ``first_trial``; with ``learn``, one Adam step after each trial with
         rate ``rate`` (a number, or a function returning the current rate). Dropout and noise act
-        only when learning. ``on_trial(trial, stats)`` is called after each trial. Returns
-        ``EpochStats``.
+        only when learning. ``on_trial(trial, stats)`` is called after each trial. With
+        ``progress``: a progress bar on a terminal, and the time the first trial of the process
+        takes (numba compilation or cache load). Returns ``EpochStats``.
 
         The inputs of ``backend.trials_per_upload`` trials at a time are packed on the host and
         uploaded together; the gradients and the Adam steps stay with the backend, and the
@@ -103,11 +125,17 @@ class Trainer:
         n_trials = -(-len(order) // B)
         stats = EpochStats(net.n_layers, net.n_hidden)
         timer = Timer()
-        bar = tqdm(range(n_trials), desc=desc, disable=not progress, leave=False,
-                   dynamic_ncols=True)
+        bar = progress_bar(n_trials, desc, progress)
+        kernels = (net.backend.name, net.dtype.name, learn)
+        first_timer = None
+        if kernels not in _STARTED_KERNELS and n_trials:
+            if progress:
+                tqdm.write("compiling kernels (first run only; later runs load them from numba's "
+                           "cache) ...")
+            first_timer = Timer()
         block = net.backend.trials_per_upload(B)
         inputs = {}
-        for k in bar:
+        for k in range(n_trials):
             trial = first_trial + k
             if k not in inputs:          # pack and upload the next block of trials
                 ks = range(k, min(k + block, n_trials))
@@ -133,10 +161,18 @@ class Trainer:
             if kinds:
                 recorder.record(net, result, in_ptr, in_ch, labels, kinds)
             stats.add(result, labels)
+            if first_timer is not None:
+                _STARTED_KERNELS.add(kernels)
+                if progress:
+                    tqdm.write(f"first trial (numba compilation or cache load) took "
+                               f"{first_timer():.1f} s")
+                first_timer = None
             if on_trial is not None:
                 on_trial(trial, stats)
-            if progress:
-                bar.set_postfix(acc=f"{stats.accuracy:.3f}", loss=f"{stats.mean_loss:.4f}")
+            bar.set_postfix(acc=f"{stats.accuracy:.3f}", loss=f"{stats.mean_loss:.4f}",
+                            refresh=False)
+            bar.update(1)
+        bar.close()
         if learn:
             net.sync_to_host(self.adam)
         stats.seconds = timer()
