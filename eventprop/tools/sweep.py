@@ -15,31 +15,47 @@ A sweep is a dict, or a JSON / YAML file holding one:
 "dvs_gesture"; its class is found by SIMULATORS), or the same under the original's module name
 ("simulator_SHD", as the shipped sweeps/*.json say), or any importable module with "class".
 
-Task (s, f) runs ``method`` of the simulator with p = base + set s + fold value f, in its own
-folder ``out_dir/set{s:03d}/fold{f:02d}`` (OUT_DIR there, NAME "run"), and writes ``task.json``
-(status, accuracies, seconds, parameters) when it ends. Running the sweep again skips the tasks
-whose task.json says "done"; failed tasks are run again. A task that raises is reported with its
-traceback (in the folder's ``error.txt``) and the others go on; a task whose worker dies is
-retried on another worker by Dask. At the end ``summary.csv`` (one row per task) and
-``summary_sets.csv`` (one row per parameter set: mean and std over its folds) are written.
+Before anything runs, every task's p (base + set + fold value) is completed with the simulator's
+defaults and checked by its ``validate``; a sweep with invalid sets raises ``InvalidSweep``
+naming each set and its key, and nothing is submitted. A task is identified by a hash of the
+simulator, the method and its complete p (``task_id``); its set by the same without the fold
+(``set_id``). Task files go to ``out_dir/set-{set_id}/task-{task_id}`` (OUT_DIR there, NAME
+"run"), so a set whose parameters change runs again in a new folder and the old results stay
+where they were, out of the new summaries.
+
+``task.json`` in the task's folder holds its status ("running", "done", "failed"), accuracies,
+parameters and every attempt (start, end, host, SLURM job, threads, status, error). Running the
+sweep again skips the tasks that are done; any other task restarts clean: the files of an
+earlier attempt (failed, or "running" when its worker died) are removed first, so a result never
+mixes attempts. A task that raises is reported with its traceback (also in ``error.txt``) and the
+others go on; a task whose worker dies is retried on another worker by Dask. Each task uses
+``allowed_cores() // workers sharing them`` numba threads. At the end ``sweep.json``,
+``summary.csv`` (one row per task) and ``summary_sets.csv`` (one row per parameter set: mean and
+std over its folds) are written.
 
     python sweep.py SWEEP_FILE [--out DIR] [--workers N] [--scheduler ADDRESS]
 """
 import argparse
 import csv
+import datetime
+import hashlib
 import importlib
 import io
 import itertools
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import traceback
+import uuid
 
 import numpy as np
 from tqdm import tqdm
 
 from eventprop import storage
+from eventprop.backends import threads
 
 # module of eventprop.simulators -> its simulator class
 SIMULATORS = {"yinyang": "yinyang", "shd": "SHD_model", "mnist": "mnist_model",
@@ -51,6 +67,18 @@ ORIGINAL_NAMES = {"simulator_yinyang": "yinyang", "simulator_SHD": "shd",
 METHODS = ("train", "train_test", "cross_validate")
 SPEC_KEYS = {"simulator", "class", "method", "base", "grid", "sets", "folds", "out_dir",
              "cluster", "retries"}
+# keys the sweep sets for every task (where its files go, no progress bars): not part of a
+# task's identity
+SET_BY_SWEEP = ("OUT_DIR", "NAME", "PROGRESS")
+# environment of the workers a sweep starts: how many share this machine's (or job's) cores,
+# and the GPUs of a local cluster
+WORKERS_VARIABLE = "EVENTPROP_SWEEP_WORKERS"
+GPUS_VARIABLE = "EVENTPROP_SWEEP_GPUS"
+ID_LENGTH = 12
+
+
+class InvalidSweep(ValueError):
+    """Parameter sets of a sweep that the simulator rejects; nothing was submitted."""
 
 
 # --- the sweep file ------------------------------------------------------------------------------
@@ -108,27 +136,66 @@ def parameter_sets(spec):
     return [{**c, **s} for c in combos for s in sets]
 
 
+def simulator_of(spec):
+    """(module name, class name, the module's ``validate`` or None) of a sweep."""
+    module_name, known_class = simulator_module(spec["simulator"])
+    class_name = spec.get("class") or known_class
+    if class_name is None:
+        raise ValueError(f"sweep 'class' is needed for simulator {spec['simulator']!r}")
+    module = importlib.import_module(module_name)
+    return module_name, class_name, getattr(module, "validate", None)
+
+
+def identity(content):
+    """A short hex digest of a JSON-able description."""
+    text = json.dumps(content, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:ID_LENGTH]
+
+
+def _error_text(error):
+    return error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+
+
 def tasks(spec, out_dir=None):
-    """Every task: dict(set, fold, folder, p)."""
+    """Every task: dict(set, fold, set_id, task_id, folder, p, overrides, fold_value), with p
+    complete and checked by the simulator's ``validate``. Raises ``InvalidSweep`` naming every
+    set the simulator rejects (one error per set)."""
     out_dir = out_dir or spec["out_dir"]
+    module_name, class_name, validate = simulator_of(spec)
     folds = spec.get("folds")
     fold_key, fold_values = next(iter(folds.items())) if folds else (None, [None])
-    result = []
+    result, errors = [], []
     for s, overrides in enumerate(parameter_sets(spec)):
         for f, value in enumerate(fold_values):
             p = dict(spec.get("base") or {}, **overrides)
             if fold_key is not None:
                 p[fold_key] = value
-            folder = os.path.join(out_dir, f"set{s:03d}", f"fold{f:02d}")
+            try:
+                p = validate(p) if validate is not None else p
+            except (KeyError, ValueError, TypeError) as error:
+                errors.append(f"set {s} {json.dumps(overrides, default=str)}: "
+                              f"{_error_text(error)}")
+                break
+            what = {"simulator": module_name, "class": class_name, "method": spec["method"],
+                    "parameters": {k: v for k, v in p.items()
+                                   if k not in SET_BY_SWEEP and k != fold_key}}
+            set_id = identity(what)
+            task_id = identity(dict(what, fold=[fold_key, value]))
+            folder = os.path.join(out_dir, f"set-{set_id}", f"task-{task_id}")
             p.update(OUT_DIR=folder, NAME="run", PROGRESS=False)
-            result.append({"set": s, "fold": f, "folder": folder, "p": p,
-                           "overrides": overrides, "fold_value": value})
+            result.append({"set": s, "fold": f, "set_id": set_id, "task_id": task_id,
+                           "folder": folder, "p": p, "overrides": overrides,
+                           "fold_value": value})
+    if errors:
+        raise InvalidSweep(f"{len(errors)} invalid parameter set(s) in the sweep; nothing was "
+                           "submitted:\n  " + "\n  ".join(errors))
     return result
 
 
 # --- one task ------------------------------------------------------------------------------------
 
-def _status(folder):
+def read_task_file(folder):
+    """The task.json of a task folder as a dict (None when missing or unreadable)."""
     path = os.path.join(folder, "task.json")
     if not os.path.isfile(path):
         return None
@@ -149,27 +216,81 @@ def _best_eval_accuracy(folder):
 
 
 def _select_gpu():
-    """On a worker of a machine with GPUs: make this worker use one of them (by worker name)."""
+    """On a worker of a local cluster with GPUs: use one of them (by worker name)."""
     try:
         from distributed import get_worker
         name = get_worker().name
     except (ImportError, ValueError):
         return
-    gpus = os.environ.get("SWEEP_GPUS")
+    gpus = os.environ.get(GPUS_VARIABLE)
     if gpus and isinstance(name, int):
         ids = gpus.split(",")
         os.environ["CUDA_VISIBLE_DEVICES"] = ids[name % len(ids)]
 
 
+def workers_sharing_cores():
+    """How many sweep workers share the cores this process may use: the count the sweep gave
+    its workers (``EVENTPROP_SWEEP_WORKERS``), else the workers the scheduler knows on this
+    host, else 1 (not on a Dask worker)."""
+    given = os.environ.get(WORKERS_VARIABLE)
+    if given:
+        return int(given)
+    from distributed import get_worker
+    try:
+        worker = get_worker()
+    except ValueError:
+        return 1
+    host = worker.address.rsplit(":", 1)[0]
+    workers = worker.client.scheduler_info(n_workers=-1)["workers"]
+    return max(1, sum(address.rsplit(":", 1)[0] == host for address in workers))
+
+
+def use_shared_cores():
+    """Let this task's numba engine use its share of the allowed cores; returns the threads."""
+    return threads.use_threads(max(1, threads.allowed_cores() // workers_sharing_cores()))
+
+
+def _now():
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _clear_folder(folder):
+    """Remove every file of an earlier attempt (all but task.json)."""
+    for name in os.listdir(folder):
+        if name == "task.json":
+            continue
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+
 def run_task(module_name, class_name, method, task):
-    """Run one task in its folder (``module_name``: the module to import); returns its record
-    (also written to task.json)."""
-    _select_gpu()
+    """Run one task in its folder (``module_name``: the module to import) as a new attempt,
+    after clearing the files of any earlier one; returns its record (also in task.json). A task
+    whose task.json already says "done" is not run again."""
     folder = task["folder"]
     os.makedirs(folder, exist_ok=True)
+    task_file = os.path.join(folder, "task.json")
+    earlier = read_task_file(folder) or {}
+    if earlier.get("status") == "done" and earlier.get("task_id") == task["task_id"]:
+        return earlier
+    attempts = earlier.get("attempts", [])
+    for dead in (a for a in attempts if a["status"] == "running"):
+        dead["status"] = "interrupted"          # its process died; the task restarts clean
+    _clear_folder(folder)
+    _select_gpu()
+    attempt = {"started": _now(), "ended": None, "host": socket.gethostname(),
+               "pid": os.getpid(), "slurm_job": os.environ.get("SLURM_JOB_ID"),
+               "threads": use_shared_cores(), "status": "running", "error": None}
+    record = {"task_id": task["task_id"], "set_id": task["set_id"], "set": task["set"],
+              "fold": task["fold"], "simulator": module_name, "class": class_name,
+              "method": method, "overrides": task["overrides"],
+              "fold_value": task["fold_value"], "parameters": task["p"], "status": "running",
+              "attempts": attempts + [attempt]}
+    storage.save_json(task_file, record)
     timer = storage.Timer()
-    record = {"set": task["set"], "fold": task["fold"], "overrides": task["overrides"],
-              "fold_value": task["fold_value"], "parameters": task["p"]}
     try:
         module = importlib.import_module(module_name)
         model = getattr(module, class_name)(task["p"])
@@ -185,8 +306,10 @@ def run_task(module_name, class_name, method, task):
         text = traceback.format_exc()
         storage.save_text(os.path.join(folder, "error.txt"), text)
         record.update(status="failed", error=text)
+        attempt["error"] = text
     record["seconds"] = timer()
-    storage.save_json(os.path.join(folder, "task.json"), record)
+    attempt.update(ended=_now(), status=record["status"])
+    storage.save_json(task_file, record)
     return record
 
 
@@ -206,15 +329,25 @@ def count_gpus():
     return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
 
 
+def default_local_workers():
+    """Workers of a local sweep without GPUs: Dask's split of the allowed cores into processes
+    (all of them up to 4 cores, about their square root beyond); the cores are then shared
+    among the workers' numba threads."""
+    from distributed.deploy.local import nprocesses_nthreads
+    return nprocesses_nthreads(threads.allowed_cores())[0]
+
+
 def make_client(cluster=None, workers=None, scheduler=None):
     """A dask.distributed Client for the sweep's "cluster" entry:
 
     * {"address": "tcp://host:8786"} or ``scheduler``: connect to a running scheduler;
     * {"type": "local"} (default): a LocalCluster on this machine with one worker per GPU when
-      GPUs exist, otherwise one single-threaded worker per core (``workers`` overrides);
+      GPUs exist, otherwise ``default_local_workers()`` (``workers`` overrides); the workers
+      share the allowed cores;
     * {"type": "slurm" | "pbs", "jobs": N, ...}: dask-jobqueue's SLURMCluster / PBSCluster with
       the other entries as its arguments (cores, memory, queue, walltime, job_extra_directives,
-      ...), scaled to N jobs.
+      ...), scaled to N jobs. A job runs ``processes`` workers (default 1), each one task at a
+      time, and they share the job's cores.
     """
     from distributed import Client, LocalCluster
     cluster = dict(cluster or {})
@@ -223,21 +356,23 @@ def make_client(cluster=None, workers=None, scheduler=None):
         return Client(address)
     kind = cluster.pop("type", "local")
     if kind == "local":
-        here = os.path.dirname(os.path.abspath(__file__))    # workers import the simulators
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            [here] + [x for x in os.environ.get("PYTHONPATH", "").split(os.pathsep) if x])
         gpus = count_gpus()
+        n = workers or gpus or default_local_workers()
+        env = {WORKERS_VARIABLE: str(n)}
         if gpus:
-            visible = os.environ.get("CUDA_VISIBLE_DEVICES") or ",".join(map(str, range(gpus)))
-            os.environ["SWEEP_GPUS"] = visible
-        n = workers or gpus or os.cpu_count() or 1
-        local = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                             dashboard_address=cluster.pop("dashboard_address", None),
+            env[GPUS_VARIABLE] = (os.environ.get("CUDA_VISIBLE_DEVICES") or
+                                  ",".join(map(str, range(gpus))))
+        local = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, env=env,
+                             dashboard_address=cluster.pop("dashboard_address", ":0"),
                              **cluster)
         return Client(local)
     if kind in ("slurm", "pbs"):
         import dask_jobqueue
         jobs = cluster.pop("jobs", workers or 1)
+        processes = cluster.setdefault("processes", 1)
+        cluster["worker_extra_args"] = [*cluster.get("worker_extra_args", []), "--nthreads", "1"]
+        cluster["job_script_prologue"] = [*cluster.get("job_script_prologue", []),
+                                          f"export {WORKERS_VARIABLE}={processes}"]
         make = dask_jobqueue.SLURMCluster if kind == "slurm" else dask_jobqueue.PBSCluster
         jq = make(**cluster)
         jq.scale(jobs=jobs)
@@ -249,54 +384,60 @@ def make_client(cluster=None, workers=None, scheduler=None):
 
 def run_sweep(source, out_dir=None, client=None, workers=None, scheduler=None, progress=True):
     """Run every unfinished task of a sweep on Dask and write the summaries. Returns the list
-    of task records (the skipped ones read from their task.json)."""
+    of the sweep's task records (the finished ones read from their task.json). Raises
+    ``InvalidSweep`` before submitting anything when a parameter set is invalid."""
     from distributed import as_completed
     spec = load_spec(source)
     out_dir = out_dir or spec["out_dir"]
-    module_name, known_class = simulator_module(spec["simulator"])
-    class_name = spec.get("class") or known_class
-    if class_name is None:
-        raise ValueError(f"sweep 'class' is needed for simulator {spec['simulator']!r}")
-    os.makedirs(out_dir, exist_ok=True)
-    storage.save_json(os.path.join(out_dir, "sweep.json"), spec)
+    module_name, class_name, _ = simulator_of(spec)
     all_tasks = tasks(spec, out_dir)
-    records, todo = {}, []
+    # task_id -> record of the finished tasks, task_id -> task of the others (a set that the
+    # sweep gives twice is one task, run once)
+    records, todo = {}, {}
     for task in all_tasks:
-        status = _status(task["folder"])
-        if status is not None and status.get("status") == "done":
-            records[(task["set"], task["fold"])] = status
+        found = read_task_file(task["folder"])
+        if found is not None and found.get("status") == "done" and \
+                found.get("task_id") == task["task_id"]:
+            records[task["task_id"]] = found
         else:
-            todo.append(task)
-    own_client = client is None
-    if own_client and todo:
-        client = make_client(spec.get("cluster"), workers, scheduler)
-    try:
-        futures = [client.submit(run_task, module_name, class_name, spec["method"], task,
-                                 key=f"sweep-{os.path.abspath(out_dir)}-{task['set']}-"
-                                     f"{task['fold']}", retries=spec.get("retries", 1),
-                                 pure=False) for task in todo]
-        bar = tqdm(total=len(all_tasks), initial=len(records), desc="tasks",
-                   disable=not progress, dynamic_ncols=True)
-        for future in as_completed(futures):
-            record = future.result()
-            records[(record["set"], record["fold"])] = record
-            bar.update(1)
-            if record["status"] == "failed":
-                tqdm.write(f"task set{record['set']:03d}/fold{record['fold']:02d} failed:\n"
-                           f"{record['error']}")
-        bar.close()
-    finally:
-        if own_client and todo:
-            cluster = client.cluster
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    ordered = [records[(t["set"], t["fold"])] for t in all_tasks]
+            todo.setdefault(task["task_id"], task)
+    if todo:
+        own_client = client is None
+        if own_client:
+            client = make_client(spec.get("cluster"), workers, scheduler)
+        try:
+            futures = [client.submit(run_task, module_name, class_name, spec["method"], task,
+                                     key=f"sweep-task-{task['task_id']}-{uuid.uuid4().hex[:8]}",
+                                     retries=spec.get("retries", 1), pure=False)
+                       for task in todo.values()]
+            bar = tqdm(total=len(records) + len(todo), initial=len(records), desc="tasks",
+                       disable=not progress, dynamic_ncols=True)
+            for future in as_completed(futures):
+                record = future.result()
+                records[record["task_id"]] = record
+                bar.update(1)
+                if record["status"] == "failed":
+                    tqdm.write(f"task set {record['set']} fold {record['fold']} "
+                               f"({record['task_id']}) failed:\n{record['error']}")
+            bar.close()
+        finally:
+            if own_client:
+                cluster = client.cluster
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+    ordered = [dict(records[t["task_id"]], set=t["set"], fold=t["fold"],
+                    overrides=t["overrides"], folder=t["folder"]) for t in all_tasks]
+    storage.save_json(os.path.join(out_dir, "sweep.json"), spec)
     write_summaries(ordered, out_dir)
     failed = sum(r["status"] != "done" for r in ordered)
     if progress:
-        print(f"{len(ordered) - failed} of {len(ordered)} tasks done, {failed} failed; "
-              f"summary in {os.path.join(out_dir, 'summary_sets.csv')}")
+        where = os.path.join(out_dir, "summary_sets.csv")
+        if not todo:
+            print(f"all {len(ordered)} tasks done; summaries rewritten in {where}")
+        else:
+            print(f"{len(ordered) - failed} of {len(ordered)} tasks done, {failed} failed; "
+                  f"summary in {where}")
     return ordered
 
 
@@ -312,38 +453,41 @@ def _csv_text(rows, columns):
 
 def write_summaries(records, out_dir):
     """summary.csv (a row per task) and summary_sets.csv (a row per parameter set, mean and
-    std over its finished folds), both with the swept parameters as columns."""
+    std over its finished folds), both with the swept parameters as columns, and each set's
+    set.json (overrides and full parameters) in its folder."""
     swept = sorted({k for r in records for k in r["overrides"]})
     metrics = ("final_train_acc", "final_eval_acc", "best_eval_acc")
     rows = []
     for r in records:
         row = {"set": r["set"], "fold": r["fold"], "status": r["status"],
-               "fold_value": r["fold_value"], "seconds": round(r.get("seconds", 0.0), 3)}
+               "fold_value": r["fold_value"], "seconds": round(r.get("seconds", 0.0), 3),
+               "task_id": r["task_id"], "folder": os.path.relpath(r["folder"], out_dir)}
         row.update({k: r["overrides"].get(k) for k in swept})
         row.update({m: r.get(m) for m in metrics})
         rows.append(row)
-    columns = ["set", "fold", "fold_value", "status", *swept, *metrics, "seconds"]
+    columns = ["set", "fold", "fold_value", "status", *swept, *metrics, "seconds", "task_id",
+               "folder"]
     storage.save_text(os.path.join(out_dir, "summary.csv"), _csv_text(rows, columns))
     per_set = []
     for s in sorted({r["set"] for r in records}):
         mine = [r for r in records if r["set"] == s]
         done = [r for r in mine if r["status"] == "done"]
-        row = {"set": s, "n_folds": len(mine), "n_done": len(done)}
+        row = {"set": s, "set_id": mine[0]["set_id"], "n_folds": len(mine),
+               "n_done": len(done)}
         row.update({k: mine[0]["overrides"].get(k) for k in swept})
         for m in metrics:
             values = np.array([r[m] for r in done], dtype=float)
-            row[f"{m}_mean"] = float(np.nanmean(values)) if len(values) and \
-                not np.all(np.isnan(values)) else ""
-            row[f"{m}_std"] = float(np.nanstd(values)) if len(values) and \
-                not np.all(np.isnan(values)) else ""
+            some = len(values) and not np.all(np.isnan(values))
+            row[f"{m}_mean"] = float(np.nanmean(values)) if some else ""
+            row[f"{m}_std"] = float(np.nanstd(values)) if some else ""
         per_set.append(row)
-    columns = ["set", "n_folds", "n_done", *swept,
+        parameters = {k: v for k, v in mine[0]["parameters"].items() if k not in SET_BY_SWEEP}
+        storage.save_json(os.path.join(os.path.dirname(mine[0]["folder"]), "set.json"),
+                          {"set_id": mine[0]["set_id"], "overrides": mine[0]["overrides"],
+                           "parameters": parameters})
+    columns = ["set", "set_id", "n_folds", "n_done", *swept,
                *[f"{m}_{s}" for m in metrics for s in ("mean", "std")]]
     storage.save_text(os.path.join(out_dir, "summary_sets.csv"), _csv_text(per_set, columns))
-    for s in sorted({r["set"] for r in records}):
-        r = next(r for r in records if r["set"] == s)
-        storage.save_json(os.path.join(out_dir, f"set{s:03d}", "set.json"),
-                        {"overrides": r["overrides"], "parameters": r["parameters"]})
 
 
 def main(argv=None):
@@ -354,7 +498,11 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=None, help="local workers")
     parser.add_argument("--scheduler", default=None, help="address of a running scheduler")
     args = parser.parse_args(argv)
-    records = run_sweep(args.sweep, args.out, workers=args.workers, scheduler=args.scheduler)
+    try:
+        records = run_sweep(args.sweep, args.out, workers=args.workers, scheduler=args.scheduler)
+    except InvalidSweep as error:
+        print(f"eventprop sweep: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     raise SystemExit(1 if any(r["status"] != "done" for r in records) else 0)
 
 
