@@ -36,8 +36,9 @@ from eventprop.data import augmentations
 from eventprop.data import dvs as dvs_data
 from eventprop.config import parameters
 from eventprop.config import dvs_gesture as dvs_parameters
-from eventprop.training.experiment import STREAM_DATA, Experiment, epoch_rng, k_folds, training_order
+from eventprop.training.experiment import Experiment, k_folds
 from eventprop.training.build import build_trainer, plateau_schedule
+from eventprop.training.epoch_data import spike_epoch_data
 from eventprop.data.augmentations import reduce_classes
 
 # The parameter dictionary users edit; its keys, defaults, rules, meanings and units are in
@@ -196,23 +197,9 @@ class DVS_gesture_model(Experiment):
         """The data of one epoch: class balancing, spike-number normalisation, augmentations of
         the training set in AUGMENTATION's order, the sample order, and the delay line. Random
         numbers from TRAIN_DATA_SEED and the epoch only."""
-        rng = epoch_rng(p["TRAIN_DATA_SEED"], epoch, STREAM_DATA)
-        aug = p["AUGMENTATION"]
-        if train is not None and p["BALANCE_TRAIN_CLASSES"]:
-            train = train.subset(augmentations.balance_classes(train, rng))
-        if evaluation is not None and p["BALANCE_EVAL_CLASSES"]:
-            evaluation = evaluation.subset(augmentations.balance_classes(evaluation, rng))
-        order = None
-        if train is not None:
-            if aug.get("NORMALISE_SPIKE_NUMBER", False):
-                train, evaluation = augmentations.normalise_spike_number(train, evaluation, rng)
-            train = apply_augmentations(train, aug, p["DT_MS"], rng)
-            order = training_order(p, len(train), epoch)
-        if p["N_INPUT_DELAY"] > 0:
-            delay = lambda d: None if d is None else augmentations.DelayLine(
-                d, p["N_INPUT_DELAY"], p["INPUT_DELAY"], p["DT_MS"])
-            train, evaluation = delay(train), delay(evaluation)
-        return train, evaluation, order
+        def augment(data, rng):
+            return apply_augmentations(data, p["AUGMENTATION"], p["DT_MS"], rng)
+        return spike_epoch_data(p, epoch, train, evaluation, augment)
 
     # --- the methods ----------------------------------------------------------------------
     def train(self, params):

@@ -25,8 +25,9 @@ from eventprop.config import shd as shd_parameters
 from eventprop.data import shd as shd_data
 from eventprop import storage
 from eventprop.data.augmentations import reduce_classes
-from eventprop.training.experiment import STREAM_DATA, Experiment, epoch_rng, training_order
+from eventprop.training.experiment import Experiment
 from eventprop.training.build import build_trainer, plateau_schedule
+from eventprop.training.epoch_data import spike_epoch_data
 
 N_CLASSES = shd_data.N_CLASSES
 
@@ -220,24 +221,10 @@ class SHD_model(Experiment):
         """The data of one epoch: class balancing, spike-number normalisation,
         augmentations of the training set in AUGMENTATION's order, the sample order, and the
         delay line. Random numbers from TRAIN_DATA_SEED and the epoch only."""
-        rng = epoch_rng(p["TRAIN_DATA_SEED"], epoch, STREAM_DATA)
-        aug = p["AUGMENTATION"]
-        if train is not None and p["BALANCE_TRAIN_CLASSES"]:
-            train = train.subset(augmentations.balance_classes(train, rng))
-        if evaluation is not None and p["BALANCE_EVAL_CLASSES"]:
-            evaluation = evaluation.subset(augmentations.balance_classes(evaluation, rng))
-        order = None
-        if train is not None:
-            if aug.get("NORMALISE_SPIKE_NUMBER", False):
-                train, evaluation = augmentations.normalise_spike_number(train, evaluation, rng)
-            train = augmentations.apply_augmentations(train, aug, p["DT_MS"], rng,
-                                                      n_train=p["N_TRAIN"])
-            order = training_order(p, len(train), epoch)
-        if p["N_INPUT_DELAY"] > 0:
-            delay = lambda d: None if d is None else augmentations.DelayLine(
-                d, p["N_INPUT_DELAY"], p["INPUT_DELAY"], p["DT_MS"])
-            train, evaluation = delay(train), delay(evaluation)
-        return train, evaluation, order
+        def augment(data, rng):
+            return augmentations.apply_augmentations(data, p["AUGMENTATION"], p["DT_MS"], rng,
+                                                     n_train=p["N_TRAIN"])
+        return spike_epoch_data(p, epoch, train, evaluation, augment)
 
     # --- the methods ----------------------------------------------------------------------
     def train(self, params):
