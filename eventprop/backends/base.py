@@ -12,7 +12,7 @@ from collections import namedtuple
 import numpy as np
 
 from eventprop import losses
-from eventprop.backends.records import Model, Options
+from eventprop.backends.records import LossTerms, Model, Options
 
 Trial = namedtuple("Trial", [
     "in_ptr", "in_ch", "labels", "learn",     # input spikes (SpikeData.batch), labels, backward?
@@ -117,6 +117,13 @@ def regularisation_jumps(net, hidden_counts):
                                        r["lbd_upper"], r["lbd_lower"], r["nu_upper"],
                                        r["avg_snsum"], r["rho_upper"], r["glb_upper"],
                                        dtype=net.dtype)
+
+
+def backward_terms(terms, reg_jump):
+    """The ``records.LossTerms`` of the backward pass: the loss's terms (``losses.OutputTerms``,
+    host or device arrays) and the regularisation jumps."""
+    return LossTerms(terms.A_out, terms.force_g, terms.force_c, terms.jump_step,
+                     terms.jump_amount, terms.fs_term, reg_jump)
 
 
 def split_counts(counts, net):

@@ -13,8 +13,8 @@ import warnings
 import numpy as np
 from tqdm import tqdm
 
+from eventprop import backends, storage
 from eventprop.training import checkpoints
-from eventprop import storage
 from eventprop.training.build import setting
 from eventprop.training.recorder import Recorder
 from eventprop.training.rewiring import rewire_silent
@@ -27,16 +27,6 @@ STREAM_DATA, STREAM_ORDER, STREAM_DROPOUT, STREAM_REWIRE = 1, 2, 3, 4
 def epoch_rng(seed, epoch, stream):
     """numpy Generator of one stream in one epoch (seed None: fresh entropy)."""
     return np.random.default_rng(None if seed is None else [seed, epoch, stream])
-
-
-def check_backend(name):
-    """RuntimeError when BACKEND "cuda" finds no usable GPU (before any data is loaded)."""
-    if name != "cuda":
-        return
-    from numba import cuda
-    if not cuda.is_available():
-        raise RuntimeError("BACKEND 'cuda' needs an NVIDIA GPU with a working CUDA driver "
-                           "(numba.cuda.is_available() is False); use 'cpu' or 'auto'")
 
 
 def load_label(p):
@@ -174,7 +164,7 @@ class Experiment:
         """The checks that need neither data nor network: the backend is available, the
         recordings exist, the checkpoint of LOAD_LAST / LOAD_BEST exists. ``run`` makes them
         first; a simulator may call them before it loads its data."""
-        check_backend(setting(p, "BACKEND"))
+        backends.check_available(setting(p, "BACKEND"))
         self.make_recorder(p, setting(p, "N_HID_LAYER"))
         if load_label(p):
             checkpoints.check_checkpoint_exists(self.checkpoint_source(p), load_label(p))

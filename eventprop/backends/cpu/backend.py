@@ -7,7 +7,7 @@ import numpy as np
 from eventprop import losses
 from eventprop.backends import base, threads
 from eventprop.backends.cpu import kernels as cpu_kernels
-from eventprop.backends.records import (PARAMETER_OF, Gradients, Inputs, LossTerms, Parameters,
+from eventprop.backends.records import (PARAMETER_OF, Gradients, Inputs, Parameters,
                                         SpikeStore, Traces)
 
 # The backward pass sums the batch gradient over this many chunks of consecutive samples (fewer in
@@ -90,9 +90,7 @@ class CpuBackend(base.Backend):
                                  np.asarray(trial.labels, dtype=np.int64), trial.learn)
         grads = None
         if trial.learn:
-            loss_terms = LossTerms(terms.A_out, terms.force_g, terms.force_c, terms.jump_step,
-                                   terms.jump_amount, terms.fs_term,
-                                   base.regularisation_jumps(net, hidden_counts))
+            loss_terms = base.backward_terms(terms, base.regularisation_jumps(net, hidden_counts))
             grads = self._backward(params, model, inputs, options, store, loss_terms, traces)
             self._last_grads = grads
         spikes = (store.sp_ptr, store.sp_idx, store.sp_imv) if trial.keep_spikes else None

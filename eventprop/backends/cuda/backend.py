@@ -8,8 +8,7 @@ from eventprop.backends import base
 from eventprop.backends.cuda import loss as losses_cuda
 from eventprop.backends.cuda import optimiser
 from eventprop.backends.cuda.workspace import Workspace
-from eventprop.backends.records import (FIELD_OF, PARAMETER_OF, Gradients, Inputs, LossTerms,
-                                        Parameters)
+from eventprop.backends.records import FIELD_OF, PARAMETER_OF, Gradients, Inputs, Parameters
 
 # samples whose inputs are packed and copied to the GPU together, in whole trials (64 trials of
 # 32)
@@ -178,8 +177,7 @@ class CudaBackend(base.Backend):
                 reg_jump = base.regularisation_jumps(net, hidden_counts)
             with ws.phase("upload"):
                 d_reg_jump = ws.put("reg_jump", reg_jump)
-            loss_terms = LossTerms(terms.A_out, terms.force_g, terms.force_c, terms.jump_step,
-                                   terms.jump_amount, terms.fs_term, d_reg_jump)
+            loss_terms = base.backward_terms(terms, d_reg_jump)
             with ws.phase("backward"):
                 self._grads = ws.backward(params, model, inputs, options, store, loss_terms,
                                           traces, n_input=net.n_input)
