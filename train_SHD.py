@@ -3,6 +3,8 @@
     python train_SHD.py --data DATA_DIR                       # module defaults, train_test
     python train_SHD.py --data DATA_DIR --preset paper_SHD    # the paper's best SHD setting
     python train_SHD.py --data DATA_DIR --preset paper_SSC --method train
+    python train_SHD.py --data DATA_DIR --preset delays_SHD   # learned delays, 512 recurrent
+    python train_SHD.py --data DATA_DIR --preset delays_SSC --method train
     python train_SHD.py --data DATA_DIR --method test LOAD_BEST=true CHECKPOINT_NAME='"ssc"'
     python train_SHD.py --data DATA_DIR NUM_HIDDEN=512 AUGMENTATION='{"random_shift": 40}'
 

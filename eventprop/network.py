@@ -8,13 +8,16 @@ knows nothing about data sets or epochs; the simulators do that.
 Parameter names (keys of ``params`` and ``grads``), matching the reference's file names:
   w_input_hidden (n_in, N), w_hidden_hidden_fwd (L-1, N, N), w_hidden_hidden (L, N, N) if
   recurrent, w_hidden_output (N, C), tau_m_hidden / tau_syn_hidden (L, N), tau_m_output /
-  tau_syn_output (C,). Weight matrices are pre-major: W[i_pre, j_post].
+  tau_syn_output (C,). Weight matrices are pre-major: W[i_pre, j_post]. A projection with delays
+  (``eventprop.projections``) adds its delays d_input_hidden, d_hidden_hidden_fwd,
+  d_hidden_hidden or d_hidden_output (ms, the shape of its weights).
 """
 import numpy as np
 
-from eventprop import losses
+from eventprop import losses, projections
 from eventprop.backends import select_backend
 from eventprop.backends.base import Trial
+from eventprop.backends.records import Synapses
 from eventprop.config.shared import SHARED
 from eventprop.models import lif_coefficients
 
@@ -58,7 +61,9 @@ class EventPropNetwork:
                  train_tau=_shared("TRAIN_TAU"), train_tau_output=_shared("TRAIN_TAU_OUTPUT"),
                  n_batch=_shared("N_BATCH"), init=None, seed=_shared("MODEL_SEED"),
                  dtype=_shared("DTYPE"), backend="cpu",
-                 cuda_visible_devices=_shared("CUDA_VISIBLE_DEVICES"), manual_gpu=None):
+                 cuda_visible_devices=_shared("CUDA_VISIBLE_DEVICES"), manual_gpu=None,
+                 delays=_shared("DELAYS"), max_delay=_shared("MAX_DELAY_MS"),
+                 train_delays=_shared("TRAIN_DELAYS"), connectivity=_shared("CONNECTIVITY")):
         if hidden_type not in HIDDEN_TYPES:
             raise ValueError(f"hidden_type {hidden_type!r} not in {HIDDEN_TYPES}")
         if output_type not in OUTPUT_TYPES:
@@ -84,10 +89,13 @@ class EventPropNetwork:
         self.train_tau, self.train_tau_output = train_tau, train_tau_output
         self.n_batch = n_batch
         self.dtype = np.dtype(dtype)
+        self.max_delay, self.train_delays = float(max_delay), bool(train_delays)
+        self.delays = self._checked_delays(delays or {})
         self.backend = select_backend(backend, cuda_visible_devices, manual_gpu)
         self.rng = np.random.default_rng(seed)
         # stored spikes per sample the spike store has room for; grows when a trial needs more
         self.spike_capacity = 16 * (n_layers * n_hidden + n_output)
+        self.connectivity = self._draw_connectivity(connectivity or {}, seed)
         self._params = self._initial_params(init or {}, tau_mem, tau_syn)
         # A backend may keep the parameters where its kernels run (the GPU's memory). With
         # ``track_param_changes`` False (default) it takes the weights from the host before
@@ -97,6 +105,7 @@ class EventPropNetwork:
         # where the backend keeps them). Time constants are compared by value every trial.
         self.track_param_changes = False
         self._step_constants = {}
+        self._synapses = None
 
     @property
     def params(self):
@@ -140,7 +149,91 @@ class EventPropNetwork:
             params["tau_syn_output"] = np.full(C, tau_syn)
         for k in ("tau_m_hidden", "tau_syn_hidden", "tau_m_output", "tau_syn_output"):
             params[k] = params[k].astype(dt)
+        for name, conn in self.connectivity.items():
+            params[projections.WEIGHT_OF[name]] *= conn.mask
+        for name, (low, high) in self.delays.items():
+            shape = params[projections.WEIGHT_OF[name]].shape
+            params[projections.DELAY_OF[name]] = rng.uniform(low, high, size=shape).astype(dt)
         return params
+
+    def _checked_delays(self, delays):
+        """``delays`` ({projection: (low, high)} in ms), checked against ``max_delay``."""
+        if not self.max_delay >= 0.0:
+            raise ValueError(f"max_delay must be >= 0 ms, not {self.max_delay}")
+        checked = {}
+        for name, bounds in delays.items():
+            if name not in projections.PROJECTIONS:
+                raise ValueError(f"delays: unknown projection {name!r}; projections are "
+                                 f"{projections.PROJECTIONS}")
+            if name == "hidden_hiddenfwd" and self.n_layers < 2 or \
+                    name == "hidden_hidden" and not self.recurrent:
+                raise ValueError(f"delays: the network has no projection {name!r}")
+            try:
+                low, high = (float(x) for x in bounds)
+            except (TypeError, ValueError):
+                raise ValueError(f"delays[{name!r}] must be (low, high) in ms, not {bounds!r}")
+            if not 0.0 <= low <= high <= self.max_delay:
+                raise ValueError(f"delays[{name!r}] = {bounds!r} must satisfy 0 <= low <= high "
+                                 f"<= max_delay ({self.max_delay} ms)")
+            checked[name] = (low, high)
+        return checked
+
+    def _draw_connectivity(self, connectivity, seed):
+        """The ``projections.Connectivity`` of every sparse projection. Each projection's
+        synapses come from a random stream of its own (from ``seed``), so they do not depend on
+        which other projections are sparse, and the weights and delays are those of the dense
+        network with the same seed."""
+        L, N, C = self.n_layers, self.n_hidden, self.n_output
+        shapes = {"input_hidden": (self.n_input, N), "hidden_hiddenfwd": (L - 1, N, N),
+                  "hidden_hidden": (L, N, N), "hidden_output": (N, C)}
+        drawn = {}
+        for name, spec in connectivity.items():
+            projections.check_connectivity(name, spec, shapes.get(name, (0, 0))[-2])
+            if name == "hidden_hidden" and not self.recurrent:
+                raise ValueError("connectivity: the network has no recurrent projection "
+                                 "'hidden_hidden'")
+            rng = np.random.default_rng(
+                None if seed is None else [seed, 1, projections.PROJECTIONS.index(name)])
+            mask = projections.draw_mask(spec, shapes[name], rng)
+            drawn[name] = projections.connectivity_of(mask)
+        return drawn
+
+    def synapses(self):
+        """The ``records.Synapses`` of the network: delay steps of the current delays
+        (recomputed when they changed) and the sparse projections' synapse lists (host
+        arrays)."""
+        p = self._params
+        key = tuple(p[projections.DELAY_OF[name]].tobytes() for name in self.delays)
+        if self._synapses is None or self._synapses[1] != key:
+            fields = {}
+            for name, short in zip(projections.PROJECTIONS, ("in", "fwd", "rec", "out")):
+                shape = p[projections.WEIGHT_OF[name]].shape
+                if name in self.delays:
+                    d = p[projections.DELAY_OF[name]]
+                    if not (d.min() >= 0.0 and d.max() <= self.max_delay):
+                        raise ValueError(f"{projections.DELAY_OF[name]} holds delays in "
+                                         f"[{d.min()}, {d.max()}] ms, outside [0, max_delay = "
+                                         f"{self.max_delay}] ms")
+                    fields["D_" + short] = projections.delay_steps_array(d, self.dt)
+                else:
+                    fields["D_" + short] = np.zeros((0,) * len(shape), dtype=np.int32)
+                conn = self.connectivity.get(name) or projections.dense(shape)
+                fields["idx_" + short], fields["len_" + short] = conn.post_index, conn.row_length
+            fields["n_slots"] = (projections.ring_slots(self.max_delay, self.dt) if self.delays
+                                 else 1)
+            self._synapses = (Synapses(**fields), key)
+        return self._synapses[0]
+
+    def delay_buffer_bytes(self, n_batch=None):
+        """Bytes of the ring buffers of a batch of ``n_batch`` (default N_BATCH) samples: the
+        forward pass's currents and the backward pass's postsynaptic adjoints, for the next
+        max_delay / dt + 1 steps of every neuron (0 without delays)."""
+        if not self.delays:
+            return 0
+        B = self.n_batch if n_batch is None else n_batch
+        units = self.n_layers * self.n_hidden + self.n_output
+        slots = projections.ring_slots(self.max_delay, self.dt)
+        return int(B * slots * (units * 3 + self.n_hidden) * self.dtype.itemsize)
 
     def set_params(self, values):
         """Replace parameters (e.g. loaded from a checkpoint), checking shapes."""
@@ -152,6 +245,13 @@ class EventPropNetwork:
                 raise ValueError(f"parameter {name!r} has shape {value.shape}, "
                                  f"expected {self.params[name].shape}")
             self.params[name] = value.copy()
+        self.apply_connectivity()
+
+    def apply_connectivity(self):
+        """Zero the weights of absent synapses of sparse projections (after loading or
+        rewiring); the engines never read them, and their gradients are zero."""
+        for name, conn in self.connectivity.items():
+            self.params[projections.WEIGHT_OF[name]] *= conn.mask
         self.params_changed()
 
     def params_changed(self):
@@ -173,6 +273,14 @@ class EventPropNetwork:
         """Copy the parameters and the state of ``adam`` back to the host where the backend
         keeps them elsewhere (e.g. at the end of an epoch, before a checkpoint)."""
         self.backend.sync_to_host(self, adam)
+
+    def clip_delays(self):
+        """Delays kept within [0, max_delay] (applied after every optimiser step)."""
+        p = self.params
+        for name in self.delays:
+            np.clip(p[projections.DELAY_OF[name]], 0.0, self.max_delay,
+                    out=p[projections.DELAY_OF[name]])
+        self.params_changed()
 
     def clip_taus(self):
         """Lower bounds of trained time constants (applied after every optimiser step)."""

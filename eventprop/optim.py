@@ -43,12 +43,19 @@ class Adam:
 
     The state (t, m, v by parameter name) lives here. A backend that steps the parameters where
     it keeps them (the GPU) takes the step's constants from ``begin_step``, the moments from
-    ``moments``, and gives its newer moments back through ``set_moments``."""
+    ``moments``, and gives its newer moments back through ``set_moments``. ``rates`` gives
+    parameters a learning rate of their own (e.g. the delays' ETA_DELAY), which the learning
+    rate of each step (and its schedule) does not change; ``for_parameter`` applies it."""
 
-    def __init__(self, beta1=0.9, beta2=0.999, eps=1e-8):
+    def __init__(self, beta1=0.9, beta2=0.999, eps=1e-8, rates=None):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.rates = dict(rates or {})
         self.m, self.v = {}, {}
         self.t = 0
+
+    def for_parameter(self, step, name):
+        """The ``AdamStep`` ``step`` with the learning rate of parameter ``name``."""
+        return step._replace(eta=float(self.rates[name])) if name in self.rates else step
 
     def begin_step(self, eta):
         """Count a new step; its ``AdamStep`` constants for learning rate ``eta``."""
@@ -76,7 +83,8 @@ class Adam:
             m, v = self.moments(name, g)
             theta = params[name]
             flat = theta.reshape(-1)          # a view where theta is contiguous
-            adam_arrays(flat, g.reshape(-1), m.reshape(-1), v.reshape(-1), step)
+            adam_arrays(flat, g.reshape(-1), m.reshape(-1), v.reshape(-1),
+                        self.for_parameter(step, name))
             if not np.shares_memory(flat, theta):
                 theta[...] = flat.reshape(theta.shape)
 

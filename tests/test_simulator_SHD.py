@@ -346,9 +346,47 @@ def test_a_typo_in_the_module_dictionary_itself_is_caught(data_dir, tmp_path, mo
 
 def test_presets_are_valid_parameter_sets(data_dir):
     from eventprop.simulators.shd import PRESETS, validate
-    for name, preset in PRESETS.items():
-        full = validate(dict(preset))
+    for name in ("paper_SHD", "paper_SSC"):
+        full = validate(dict(PRESETS[name]))
         assert full["NUM_HIDDEN"] == 1024 and full["N_INPUT_DELAY"] == 10, name
+    shd = validate(dict(PRESETS["delays_SHD"]))
+    assert (shd["NUM_HIDDEN"], shd["N_HID_LAYER"], shd["RECURRENT"], shd["N_INPUT_DELAY"]) == \
+        (512, 1, True, 0)
+    assert shd["TRAIN_DELAYS"] and set(shd["DELAYS"]) == {"input_hidden", "hidden_hidden"}
+    ssc = validate(dict(PRESETS["delays_SSC"]))
+    assert (ssc["NUM_HIDDEN"], ssc["N_HID_LAYER"], ssc["RECURRENT"]) == (1024, 2, False)
+    assert set(ssc["DELAYS"]) == {"input_hidden", "hidden_hiddenfwd"}
+
+
+def test_train_SHD_script_with_the_delays_preset(data_dir, tmp_path):
+    """--preset delays_SHD trains learned delays: they change, stay within [0, MAX_DELAY_MS],
+    and the run reports the ring buffers' memory."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, os.path.join(root, "train_SHD.py"), "--data", data_dir, "--out",
+           str(tmp_path), "--preset", "delays_SHD", "--method", "train", "TRIAL_MS=100",
+           "NUM_HIDDEN=8", "N_EPOCH=2", "N_TRAIN=60", "N_BATCH=16", "DATA_SET=SHD",
+           "MAX_DELAY_MS=40", 'DELAYS={"input_hidden": [0, 40], "hidden_hidden": [0, 0]}',
+           "CHECKPOINT=true", "INPUT_HIDDEN_MEAN=0.3", "HIDDEN_HIDDEN_STD=0.2"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "delays: ring buffers of" in done.stdout + done.stderr
+    checkpoint = [f for f in os.listdir(tmp_path) if f.endswith(".npz")]
+    assert checkpoint, os.listdir(tmp_path)
+    state = np.load(tmp_path / checkpoint[0])
+    d_in, d_rec = state["param/d_input_hidden"], state["param/d_hidden_hidden"]
+    assert d_in.shape == (700, 8) and d_rec.shape == (1, 8, 8)
+    assert 0.0 <= d_in.min() and d_in.max() <= 40.0 and d_rec.min() >= 0.0
+    from eventprop.simulators.shd import PRESETS, validate
+    from eventprop.training.build import build_trainer
+    start = build_trainer(validate(dict(PRESETS["delays_SHD"], NUM_HIDDEN=8, MAX_DELAY_MS=40,
+                                        INPUT_HIDDEN_MEAN=0.3, HIDDEN_HIDDEN_STD=0.2,
+                                        DELAYS={"input_hidden": [0, 40],
+                                                "hidden_hidden": [0, 0]})), 700, 20).net
+    moved = np.abs(d_in - start.params["d_input_hidden"])
+    assert moved.max() > 0.05          # learned (Adam steps of up to ETA_DELAY = 0.1 ms)
+    assert d_rec.max() > 0.0           # recurrent delays learned from 0
 
 
 def test_train_SHD_script_with_preset_and_overrides(data_dir, tmp_path):

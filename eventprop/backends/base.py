@@ -11,7 +11,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from eventprop import losses
+from eventprop import losses, projections
 from eventprop.backends.records import LossTerms, Model, Options
 
 Trial = namedtuple("Trial", [
@@ -124,6 +124,16 @@ def backward_terms(terms, reg_jump):
     host or device arrays) and the regularisation jumps."""
     return LossTerms(terms.A_out, terms.force_g, terms.force_c, terms.jump_step,
                      terms.jump_amount, terms.fs_term, reg_jump)
+
+
+def gradient_shapes(net, params):
+    """The shapes of the ``records.Gradients`` fields of ``net`` (``params``: its
+    ``records.Parameters``): the parameters', and (0, ...) for delays that are not learned."""
+    weights = (params.W_in, params.W_fwd, params.W_rec, params.W_out)
+    delays = tuple(w.shape if net.train_delays and name in net.delays else (0,) * w.ndim
+                   for name, w in zip(projections.PROJECTIONS, weights))
+    return tuple(a.shape for a in weights + (params.tau_m_h, params.tau_s_h, params.tau_m_o,
+                                             params.tau_s_o)) + delays
 
 
 def split_counts(counts, net):

@@ -17,6 +17,15 @@ Parameters = namedtuple("Parameters", [
 Parameters.__doc__ = ("The network's parameters and the per-step neuron constants of "
                       "``models.lif_coefficients``.")
 
+Synapses = namedtuple("Synapses", [
+    "D_in", "D_fwd", "D_rec", "D_out",        # delay steps (int32, the weight's shape) or empty
+    "idx_in", "len_in", "idx_fwd", "len_fwd",     # sparse projections: postsynaptic indices
+    "idx_rec", "len_rec", "idx_out", "len_out",   # (..., n_pre, K) and row lengths, or empty
+    "n_slots"])                               # slots of the ring buffers (longest delay + 1)
+Synapses.__doc__ = ("Delays and sparse connectivity of the four projections "
+                    "(``eventprop.projections``); empty arrays (of the weight's rank) mark a "
+                    "projection without delays or a dense one.")
+
 Model = namedtuple("Model", [
     "theta", "v_reset", "dt", "n_steps",      # threshold, reset, step (ms), steps per trial
     "alif", "rho_b", "tau_b", "b_incr",       # ALIF: adaptive threshold, exp(-dt/tau_b), ...
@@ -51,13 +60,17 @@ LossTerms.__doc__ = "What the loss and the regularisation feed into the backward
 
 Gradients = namedtuple("Gradients", [
     "dW_in", "dW_fwd", "dW_rec", "dW_out",
-    "dtau_m_h", "dtau_s_h", "dtau_m_o", "dtau_s_o"])
-Gradients.__doc__ = "Gradient accumulators, (K, ...) of the parameter's shape (the CPU's chunks)."
+    "dtau_m_h", "dtau_s_h", "dtau_m_o", "dtau_s_o",
+    "dd_in", "dd_fwd", "dd_rec", "dd_out"])   # delays: empty unless learned
+Gradients.__doc__ = ("Gradient accumulators, (K, ...) of the parameter's shape (the CPU's "
+                     "chunks); (K, 0, ...) for delays that are not learned.")
 
 # the parameter (key of ``EventPropNetwork.params``) each gradient belongs to, and the field of
 # ``Parameters`` that holds each parameter
 PARAMETER_OF = dict(zip(Gradients._fields, (
     "w_input_hidden", "w_hidden_hidden_fwd", "w_hidden_hidden", "w_hidden_output",
-    "tau_m_hidden", "tau_syn_hidden", "tau_m_output", "tau_syn_output")))
-FIELD_OF = dict(zip(PARAMETER_OF.values(), (
+    "tau_m_hidden", "tau_syn_hidden", "tau_m_output", "tau_syn_output",
+    "d_input_hidden", "d_hidden_hidden_fwd", "d_hidden_hidden", "d_hidden_output")))
+FIELD_OF = dict(zip(list(PARAMETER_OF.values())[:8], (
     "W_in", "W_fwd", "W_rec", "W_out", "tau_m_h", "tau_s_h", "tau_m_o", "tau_s_o")))
+DELAY_GRADIENTS = ("dd_in", "dd_fwd", "dd_rec", "dd_out")

@@ -181,3 +181,34 @@ def list_of(*kinds):
         if not isinstance(value, (list, tuple)) or any(not isinstance(x, kinds) for x in value):
             return f"must be a list of {names}"
     return rule
+
+
+@valid_values("dict {projection: (low, high)} with 0 <= low <= high <= MAX_DELAY_MS")
+def delays(value, p=None):
+    """DELAYS: initial delay ranges of projections (``eventprop.projections``)."""
+    from eventprop import projections
+    if not isinstance(value, dict):
+        return "must be a dict {projection: (low, high)}"
+    most = p.get("MAX_DELAY_MS", math.inf) if p else math.inf
+    for name, bounds in value.items():
+        if name not in projections.PROJECTIONS:
+            return f"unknown projection {name!r}; projections are {projections.PROJECTIONS}"
+        if (not isinstance(bounds, (list, tuple)) or len(bounds) != 2
+                or not all(_is_number(x) for x in bounds)):
+            return f"[{name!r}] must be (low, high) in ms"
+        if not 0 <= bounds[0] <= bounds[1] <= most:
+            return f"[{name!r}] = {tuple(bounds)} needs 0 <= low <= high <= MAX_DELAY_MS ({most})"
+
+
+@valid_values("dict {projection: {'probability': p} or {'inputs_per_neuron': k}, optional "
+              "'self_connections': bool}")
+def connectivity(value, p=None):
+    """CONNECTIVITY: sparse projections (``eventprop.projections``)."""
+    from eventprop import projections
+    if not isinstance(value, dict):
+        return "must be a dict {projection: {'probability': p}}"
+    for name, spec in value.items():
+        try:
+            projections.check_connectivity(name, spec, math.inf)
+        except ValueError as error:
+            return str(error)

@@ -154,6 +154,22 @@ SHARED = {
     "MIN_TAU_SYN": P(1.0, checks.positive,
                      "lower bound of heterogeneous and learned synaptic time constants", "ms"),
     "TRAIN_TAU_OUTPUT": P(False, checks.boolean, "learn the output neurons' τ_m and τ_s", ""),
+    # --- projections: delays and sparse connectivity (eventprop.projections) -----------------
+    "DELAYS": P({}, checks.delays,
+                "projections with a delay per synapse, initially uniform in [low, high], e.g. "
+                "{'input_hidden': (0, 150), 'hidden_hidden': (0, 0)}", "ms"),
+    "MAX_DELAY_MS": P(150.0, checks.non_negative,
+                      "upper bound of every delay; the ring buffers hold MAX_DELAY_MS / DT_MS + 1 "
+                      "steps", "ms"),
+    "TRAIN_DELAYS": P(False, checks.boolean, "learn the delays of the projections in DELAYS",
+                      ""),
+    "ETA_DELAY": P(0.1, checks.non_negative,
+                   "learning rate (Adam) of the delays: fixed, the schedule of ETA does not "
+                   "change it", "ms"),
+    "CONNECTIVITY": P({}, checks.connectivity,
+                      "sparse projections, e.g. {'hidden_hidden': {'probability': 0.1, "
+                      "'self_connections': False}} or {'input_hidden': {'inputs_per_neuron': "
+                      "50}}; drawn from MODEL_SEED; others dense", ""),
     "TRAIN_W": P(True, checks.boolean,
                  "learn the input→hidden, hidden→hidden and recurrent weights", ""),
     "TRAIN_W_OUTPUT": P(True, checks.boolean, "learn the hidden→output weights", ""),

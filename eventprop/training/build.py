@@ -2,7 +2,7 @@
 names of the parameters it trains."""
 import numpy as np
 
-from eventprop import optim
+from eventprop import optim, projections
 from eventprop.config.shared import SHARED
 from eventprop.network import EventPropNetwork
 from eventprop.training.trainer import Trainer
@@ -31,7 +31,9 @@ def build_trainer(p, n_input, n_output, manual_gpu=None, trainable=None):
     net = build_network(p, n_input, n_output, weight_init(p), manual_gpu=manual_gpu)
     if trainable is None:
         trainable = trainable_parameters(net, p)
-    return Trainer(net, p["ADAM_BETA1"], p["ADAM_BETA2"], p["ADAM_EPS"], trainable=trainable)
+    rates = {projections.DELAY_OF[name]: setting(p, "ETA_DELAY") for name in net.delays}
+    return Trainer(net, p["ADAM_BETA1"], p["ADAM_BETA2"], p["ADAM_EPS"], trainable=trainable,
+                   rates=rates)
 
 
 def plateau_schedule(p):
@@ -59,13 +61,15 @@ def build_network(p, n_input, n_output, init, manual_gpu=None):
         n_max_spike=p["N_MAX_SPIKE"], train_tau=g("TRAIN_TAU"),
         train_tau_output=g("TRAIN_TAU_OUTPUT"), n_batch=p["N_BATCH"], init=init,
         seed=g("MODEL_SEED"), dtype=np.dtype(g("DTYPE")), backend=g("BACKEND"),
-        cuda_visible_devices=g("CUDA_VISIBLE_DEVICES"), manual_gpu=manual_gpu)
+        cuda_visible_devices=g("CUDA_VISIBLE_DEVICES"), manual_gpu=manual_gpu,
+        delays=g("DELAYS"), max_delay=g("MAX_DELAY_MS"), train_delays=g("TRAIN_DELAYS"),
+        connectivity=g("CONNECTIVITY"))
 
 
 def trainable_parameters(net, p):
     """Names of the parameters Adam updates: weights into and between hidden layers (TRAIN_W),
     hidden->output weights (TRAIN_W_OUTPUT), hidden and output time constants (TRAIN_TAU,
-    TRAIN_TAU_OUTPUT)."""
+    TRAIN_TAU_OUTPUT), the delays of the projections in DELAYS (TRAIN_DELAYS)."""
     names = []
     if setting(p, "TRAIN_W"):
         names += [k for k in ("w_input_hidden", "w_hidden_hidden_fwd", "w_hidden_hidden")
@@ -76,4 +80,6 @@ def trainable_parameters(net, p):
         names += ["tau_m_hidden", "tau_syn_hidden"]
     if setting(p, "TRAIN_TAU_OUTPUT"):
         names += ["tau_m_output", "tau_syn_output"]
+    if setting(p, "TRAIN_DELAYS"):
+        names += [projections.DELAY_OF[name] for name in net.delays]
     return names

@@ -227,6 +227,9 @@ class Experiment:
         if trial_seed is None:
             trial_seed = int(np.random.SeedSequence().entropy % 2**31)
         train_stats = eval_stats = None
+        if net.delays and p["PROGRESS"]:
+            tqdm.write(f"delays: ring buffers of {net.delay_buffer_bytes() / 2**20:.1f} MiB per "
+                       f"batch ({net.max_delay:g} ms max delay)")
         total = storage.Timer()
         for epoch in range(first_epoch, n_epoch):
             tr, ev, order = self.epoch_data(p, epoch, train if learn else None, evaluation)
@@ -317,9 +320,11 @@ class Experiment:
             return None
         counts = train.hidden_spikes + (evaluation.hidden_spikes if evaluation else 0)
         rng = epoch_rng(p["MODEL_SEED"], epoch, STREAM_REWIRE)
-        return rewire_silent(net.params, counts, p["REWIRE_LIFT"], p["INPUT_HIDDEN_MEAN"],
-                             p["INPUT_HIDDEN_STD"], rng,
-                             lift_only_silent=p.get("REWIRE_LIFT_SILENT_ONLY", False))
+        silent = rewire_silent(net.params, counts, p["REWIRE_LIFT"], p["INPUT_HIDDEN_MEAN"],
+                               p["INPUT_HIDDEN_STD"], rng,
+                               lift_only_silent=p.get("REWIRE_LIFT_SILENT_ONLY", False))
+        net.apply_connectivity()      # a sparse projection gains no synapses
+        return silent
 
     def _epoch_files(self, p, first_epoch):
         prefix = self.prefix(p)

@@ -96,10 +96,10 @@ def progress_bar(n_trials, desc, progress):
 class Trainer:
     """Network + optimiser; runs the training or evaluation part of an epoch over ``SpikeData``."""
 
-    def __init__(self, net, beta1=0.9, beta2=0.999, eps=1e-8, trainable=None):
+    def __init__(self, net, beta1=0.9, beta2=0.999, eps=1e-8, trainable=None, rates=None):
         self.net = net
         net.track_param_changes = True     # params_changed() follows every change made here
-        self.adam = Adam(beta1, beta2, eps)
+        self.adam = Adam(beta1, beta2, eps, rates)
         self.trainable = list(trainable if trainable is not None else
                               [k for k in ("w_input_hidden", "w_hidden_hidden_fwd",
                                            "w_hidden_hidden", "w_hidden_output")

@@ -7,8 +7,8 @@ import numpy as np
 from eventprop import losses
 from eventprop.backends import base, threads
 from eventprop.backends.cpu import kernels as cpu_kernels
-from eventprop.backends.records import (PARAMETER_OF, Gradients, Inputs, Parameters,
-                                        SpikeStore, Traces)
+from eventprop.backends.records import (DELAY_GRADIENTS, PARAMETER_OF, Gradients, Inputs,
+                                        Parameters, SpikeStore, Traces)
 
 # The backward pass sums the batch gradient over this many chunks of consecutive samples (fewer in
 # a smaller batch), on any number of threads: the same additions in the same order on 1 thread or
@@ -61,6 +61,7 @@ class CpuBackend(base.Backend):
             numba.set_num_threads(max(1, min(threads.engine_threads,
                                               updates // UPDATES_PER_THREAD)))
         params = host_parameters(net)
+        synapses = net.synapses()
         model = base.model_constants(net)
         options = base.trial_options(net, trial)
         shape_tr = (B, n_steps, L, N) if options.keep_traces else (0, 0, 0, 0)
@@ -79,8 +80,8 @@ class CpuBackend(base.Backend):
                                    I_out=np.zeros((B, n_steps, C), dtype=dtype),
                                    V_h=np.zeros(shape_tr, dtype=dtype),
                                    I_h=np.zeros(shape_tr, dtype=dtype))
-            self.kernels.forward_batch(params, model, inputs, options, out["store"],
-                                       out["traces"])
+            self.kernels.forward_batch(params, synapses, model, inputs, options,
+                                       out["store"], out["traces"])
             return int(out["store"].sp_need.max()) if B else 0
 
         base.run_growing_store(net, forward)
@@ -91,7 +92,8 @@ class CpuBackend(base.Backend):
         grads = None
         if trial.learn:
             loss_terms = base.backward_terms(terms, base.regularisation_jumps(net, hidden_counts))
-            grads = self._backward(params, model, inputs, options, store, loss_terms, traces)
+            grads = self._backward(net, params, synapses, model, inputs, options, store,
+                                   loss_terms, traces)
             self._last_grads = grads
         spikes = (store.sp_ptr, store.sp_idx, store.sp_imv) if trial.keep_spikes else None
         return base.TrialResult(terms, (hidden_counts, output_counts), store.n_unstored, grads,
@@ -110,20 +112,23 @@ class CpuBackend(base.Backend):
             tau_1=net.tau_1, alpha=net.alpha, accumulator=accumulator, dtype=net.dtype,
             need_backward=learn)
 
-    def _backward(self, params, model, inputs, options, store, terms, traces):
+    def _backward(self, net, params, synapses, model, inputs, options, store, terms, traces):
         """The batch gradients by parameter name: the sum of the gradients of
         ``GRADIENT_CHUNKS`` chunks of samples, in chunk order."""
         B = inputs.in_ptr.shape[0]
         K = max(1, min(B, GRADIENT_CHUNKS))
         dtype = params.W_out.dtype
-        shapes = (params.W_in, params.W_fwd, params.W_rec, params.W_out, params.tau_m_h,
-                  params.tau_s_h, params.tau_m_o, params.tau_s_o)
-        grads = Gradients(*(np.zeros((K,) + a.shape, dtype=dtype) for a in shapes))
-        self.kernels.backward_batch(params, model, inputs, options, store, terms, traces, grads)
-        return {PARAMETER_OF[key]: g.sum(axis=0) for key, g in zip(Gradients._fields, grads)}
+        grads = Gradients(*(np.zeros((K,) + shape, dtype=dtype)
+                            for shape in base.gradient_shapes(net, params)))
+        self.kernels.backward_batch(params, synapses, model, inputs, options, store, terms,
+                                    traces, grads)
+        return {PARAMETER_OF[key]: g.sum(axis=0) for key, g in zip(Gradients._fields, grads)
+                if key not in DELAY_GRADIENTS or g.size}
 
     def adam_step(self, net, adam, eta, names, grads=None):
         adam.step(net.params, self._last_grads if grads is None else grads, eta, names)
         if any(k.startswith("tau") for k in names):
             net.clip_taus()
+        if any(k.startswith("d_") for k in names):
+            net.clip_delays()
         net.params_changed()

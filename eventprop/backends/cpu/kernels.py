@@ -56,8 +56,118 @@ def _take_next(typingctx, counter):
     return types.int64(counter), codegen
 
 
+# ----------------------------------------------------------------------------------------------
+# Projections (``eventprop.projections``): a spike's synapses, dense or sparse, with or without
+# delays. ``idx`` / ``n_syn``: the postsynaptic neurons of a sparse projection's row (empty when
+# dense); ``D``: the row's delay steps (empty without delays); ``buf`` (S, n_post): the ring
+# buffer of the targets' currents of the next S steps, slot a % S for step a.
+# ----------------------------------------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def _deliver(w, I, D, idx, n_syn, buf, n, n_steps):
+    """Synapse phase of a spike of step n: I_j(t_{n+1}) += w_j for a synapse without delay, or
+    buf[n + D_j] += w_j to be added at step n + D_j (dropped beyond the trial)."""
+    sparse = idx.shape[0] > 0
+    if not sparse and D.shape[0] == 0:
+        for j in range(w.shape[0]):
+            I[j] += w[j]
+        return
+    S = buf.shape[0]
+    for k in range(n_syn if sparse else w.shape[0]):
+        j = idx[k] if sparse else k
+        if D.shape[0] > 0 and D[j] > 0:
+            a = n + D[j]
+            if a < n_steps:
+                buf[a % S, j] += w[j]
+        else:
+            I[j] += w[j]
+
+
+@njit(cache=True, inline="always")
+def _deliver_input(w, D, idx, n_syn, buf, n, n_steps):
+    """An input spike of step n: buf[n + D_j] += w_j (D_j = 0 included: the input currents of
+    a step are summed from zero, then added, as without delays)."""
+    sparse = idx.shape[0] > 0
+    S = buf.shape[0]
+    for k in range(n_syn if sparse else w.shape[0]):
+        j = idx[k] if sparse else k
+        a = n + (D[j] if D.shape[0] > 0 else 0)
+        if a < n_steps:
+            buf[a % S, j] += w[j]
+
+
 @njit(cache=True, fastmath=FASTMATH)
-def _forward_sample(b, params, model, inputs, options, store, traces):
+def _adjoint_row(rev, w, dw, diff, lam_I, tau_s, n):
+    """rev + sum_j w_j diff_j (the reverse current), and dw_j -= tau_s,j lambda_I,j, over
+    j < n. Not inlined: every caller runs this one compiled loop, so its sum is rounded alike
+    for a dense row and for the same row gathered from a sparse or delayed projection."""
+    for j in range(n):
+        rev += w[j] * diff[j]
+        dw[j] -= tau_s[j] * lam_I[j]
+    return rev
+
+
+@njit(cache=True, inline="always")
+def _backward_synapses(rev, w, dw, dd, D, idx, n_syn, post_diff, post_lam_I, tau_s, m,
+                       n_steps, gathered):
+    """Backward pass of a spike of step m through one row of synapses: the gradient samples
+    dW_ij -= tau_s,j lambda_I,j and dd_ij += w_ij (lambda_V,j - lambda_I,j), and the reverse
+    current rev += w_ij (lambda_V,j - lambda_I,j), with the postsynaptic adjoints at the spike's
+    arrival t_{m+1+D_ij} (``post_*[a % S]`` holds those at t_{a+1}); returns rev. A sparse or
+    delayed row is gathered into ``gathered`` (w, dw, diff, lambda_I, tau_s; zero adjoints for
+    a spike that arrives after the last step it could change) and scattered back."""
+    sparse = idx.shape[0] > 0
+    S = post_diff.shape[0]
+    if not sparse and D.shape[0] == 0:
+        return _adjoint_row(rev, w, dw, post_diff[m % S], post_lam_I[m % S], tau_s, w.shape[0])
+    g_w, g_dw, g_diff, g_lam_I, g_tau_s = gathered
+    count = n_syn if sparse else w.shape[0]
+    for k in range(count):
+        j = idx[k] if sparse else k
+        a = m + D[j] if D.shape[0] > 0 else m
+        g_w[k] = w[j]
+        g_dw[k] = dw[j]
+        g_tau_s[k] = tau_s[j]
+        if a < n_steps - 1:
+            g_diff[k] = post_diff[a % S, j]
+            g_lam_I[k] = post_lam_I[a % S, j]
+        else:
+            g_diff[k] = 0
+            g_lam_I[k] = 0
+    rev = _adjoint_row(rev, g_w, g_dw, g_diff, g_lam_I, g_tau_s, count)
+    learn_delays = dd.shape[0] > 0
+    for k in range(count):
+        j = idx[k] if sparse else k
+        dw[j] = g_dw[k]
+        if learn_delays:
+            dd[j] += g_w[k] * g_diff[k]
+    return rev
+
+
+@njit(cache=True, inline="always")
+def _row(a, i, empty):
+    """Row i of a per-synapse array, or ``empty`` where the array is empty (dense, no delays)."""
+    return a[i] if a.shape[0] > 0 else empty
+
+
+@njit(cache=True, inline="always")
+def _row2(a, l, i, empty):
+    """Row (l, i) of a per-synapse array of a layered projection, or ``empty``."""
+    return a[l, i] if a.shape[0] > 0 else empty
+
+
+@njit(cache=True, inline="always")
+def _length(a, i):
+    return a[i] if a.shape[0] > 0 else 0
+
+
+@njit(cache=True, inline="always")
+def _length2(a, l, i):
+    return a[l, i] if a.shape[0] > 0 else 0
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _forward_sample(b, params, synapses, model, inputs, options, store, traces):
     """Forward pass of sample b."""
     in_ptr, in_ch = inputs
     W_in, W_fwd, W_rec, W_out = params.W_in, params.W_fwd, params.W_rec, params.W_out
@@ -89,6 +199,21 @@ def _forward_sample(b, params, model, inputs, options, store, traces):
     fired = np.empty(L * N, dtype=np.int32)
     x_in = np.zeros(N, dtype=W_in.dtype)     # input current of the step
     zero = real(0)
+    # projections: delay steps, sparse rows, and the ring buffers of delayed spikes (inputs,
+    # hidden layers, outputs; one slot when a projection has no delays)
+    D_in, D_fwd, D_rec, D_out = synapses.D_in, synapses.D_fwd, synapses.D_rec, synapses.D_out
+    idx_in, idx_fwd, idx_rec, idx_out = (synapses.idx_in, synapses.idx_fwd, synapses.idx_rec,
+                                         synapses.idx_out)
+    len_in, len_fwd, len_rec, len_out = (synapses.len_in, synapses.len_fwd, synapses.len_rec,
+                                         synapses.len_out)
+    S = synapses.n_slots
+    no_index = np.zeros(0, dtype=np.int32)
+    input_buffered = D_in.shape[0] > 0 or idx_in.shape[0] > 0
+    hidden_delayed = D_fwd.shape[0] > 0 or D_rec.shape[0] > 0
+    output_delayed = D_out.shape[0] > 0
+    x_buf = np.zeros((S if input_buffered else 0, N), dtype=W_in.dtype)
+    h_buf = np.zeros((L, S if hidden_delayed else 1, N), dtype=W_in.dtype)
+    o_buf = np.zeros((S if output_delayed else 1, C), dtype=W_in.dtype)
     noise_scale = real(noise_amp * math.sqrt(dt))
     ns = 0
     for c in range(C):
@@ -164,8 +289,18 @@ def _forward_sample(b, params, model, inputs, options, store, traces):
         for c in range(C):
             Io[c] = synapse_decay(Io[c], o_beta[c])
         # the input spikes of the step are summed first, then added (the order of the GPU,
-        # which sums them before the time loop)
-        if in_ptr[b, n + 1] > in_ptr[b, n]:
+        # which sums them before the time loop); with delays or sparse input synapses they are
+        # summed into the ring buffer's slot of the step at which they arrive
+        if input_buffered:
+            for k in range(in_ptr[b, n], in_ptr[b, n + 1]):
+                c = in_ch[k]
+                _deliver_input(W_in[c], _row(D_in, c, no_index), _row(idx_in, c, no_index),
+                               _length(len_in, c), x_buf, n, n_steps)
+            I_0, x_n = I[0], x_buf[n % S]
+            for j in range(N):
+                I_0[j] += x_n[j]
+                x_n[j] = zero
+        elif in_ptr[b, n + 1] > in_ptr[b, n]:
             for j in range(N):
                 x_in[j] = zero
             for k in range(in_ptr[b, n], in_ptr[b, n + 1]):
@@ -175,49 +310,61 @@ def _forward_sample(b, params, model, inputs, options, store, traces):
             I_0 = I[0]
             for j in range(N):
                 I_0[j] += x_in[j]
+        # delayed spikes of earlier steps that arrive now
+        if hidden_delayed:
+            for l in range(L):
+                I_l, h_n = I[l], h_buf[l, n % S]
+                for j in range(N):
+                    I_l[j] += h_n[j]
+                    h_n[j] = zero
+        if output_delayed:
+            o_n = o_buf[n % S]
+            for c in range(C):
+                Io[c] += o_n[c]
+                o_n[c] = zero
         for k in range(n_fired):
             l = fired[k] // N
             i = fired[k] - l * N
             if l < L - 1:
-                w, I_next = W_fwd[l, i], I[l + 1]
-                for j in range(N):
-                    I_next[j] += w[j]
+                _deliver(W_fwd[l, i], I[l + 1], _row2(D_fwd, l, i, no_index),
+                         _row2(idx_fwd, l, i, no_index), _length2(len_fwd, l, i), h_buf[l + 1],
+                         n, n_steps)
             else:
-                w = W_out[i]
-                for c in range(C):
-                    Io[c] += w[c]
+                _deliver(W_out[i], Io, _row(D_out, i, no_index), _row(idx_out, i, no_index),
+                         _length(len_out, i), o_buf, n, n_steps)
             if recurrent:
-                w, I_l = W_rec[l, i], I[l]
-                for j in range(N):
-                    I_l[j] += w[j]
+                _deliver(W_rec[l, i], I[l], _row2(D_rec, l, i, no_index),
+                         _row2(idx_rec, l, i, no_index), _length2(len_rec, l, i), h_buf[l], n,
+                         n_steps)
     sp_ptr[b, n_steps] = min(ns, cap)
     sp_need[b] = ns
     for c in range(C):
         V_out_tr[b, n_steps, c] = Vo[c]
 
 
-def forward_batch(params, model, inputs, options, store, traces):
+def forward_batch(params, synapses, model, inputs, options, store, traces):
     """Forward pass of every sample of the batch: fills the spike store and the traces."""
-    _forward_batch(params, model, inputs, options, store, traces, numba.get_num_threads())
+    _forward_batch(params, synapses, model, inputs, options, store, traces,
+                   numba.get_num_threads())
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def _forward_batch(params, model, inputs, options, store, traces, n_threads):
+def _forward_batch(params, synapses, model, inputs, options, store, traces, n_threads):
     """``forward_batch`` on ``n_threads`` threads."""
     B = inputs.in_ptr.shape[0]
     next_sample = np.zeros(1, dtype=np.int64)
     for _ in prange(n_threads):
         b = _take_next(next_sample)
         while b < B:
-            _forward_sample(b, params, model, inputs, options, store, traces)
+            _forward_sample(b, params, synapses, model, inputs, options, store, traces)
             b = _take_next(next_sample)
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _backward_sample(b, params, model, inputs, options, store, terms, traces, grads):
+def _backward_sample(b, params, synapses, model, inputs, options, store, terms, traces, grads):
     """Backward pass of sample b; its gradients are added to ``grads``."""
     in_ptr, in_ch = inputs
-    W_fwd, W_rec, W_out = params.W_fwd, params.W_rec, params.W_out
+    W_in, W_fwd, W_rec, W_out = params.W_in, params.W_fwd, params.W_rec, params.W_out
     h_alpha, h_beta, h_d = params.h_alpha, params.h_beta, params.h_d
     o_alpha, o_beta, o_d = params.o_alpha, params.o_beta, params.o_d
     tau_m_h, tau_s_h, tau_m_o, tau_s_o = params.tau_m_h, params.tau_s_h, params.tau_m_o, \
@@ -230,7 +377,19 @@ def _backward_sample(b, params, model, inputs, options, store, terms, traces, gr
     first_step = store.first_step
     A_out, force_g, force_c, jump_step, jump_amount, fs_term, reg_jump = terms
     V_out_tr, I_out_tr, V_h_tr, I_h_tr = traces
-    dW_in, dW_fwd, dW_rec, dW_out, dtau_m_h, dtau_s_h, dtau_m_o, dtau_s_o = grads
+    dW_in, dW_fwd, dW_rec, dW_out = grads.dW_in, grads.dW_fwd, grads.dW_rec, grads.dW_out
+    dtau_m_h, dtau_s_h, dtau_m_o, dtau_s_o = (grads.dtau_m_h, grads.dtau_s_h, grads.dtau_m_o,
+                                              grads.dtau_s_o)
+    dd_in, dd_fwd, dd_rec, dd_out = grads.dd_in, grads.dd_fwd, grads.dd_rec, grads.dd_out
+    D_in, D_fwd, D_rec, D_out = synapses.D_in, synapses.D_fwd, synapses.D_rec, synapses.D_out
+    idx_in, idx_fwd, idx_rec, idx_out = (synapses.idx_in, synapses.idx_fwd, synapses.idx_rec,
+                                         synapses.idx_out)
+    len_in, len_fwd, len_rec, len_out = (synapses.len_in, synapses.len_fwd, synapses.len_rec,
+                                         synapses.len_out)
+    delayed = (D_in.shape[0] > 0 or D_fwd.shape[0] > 0 or D_rec.shape[0] > 0
+               or D_out.shape[0] > 0)
+    no_index = np.zeros(0, dtype=np.int32)
+    no_grad = np.zeros(0, dtype=W_out.dtype)
     L, N = h_alpha.shape
     C = o_alpha.shape[0]
     recurrent = W_rec.shape[0] > 0
@@ -246,26 +405,34 @@ def _backward_sample(b, params, model, inputs, options, store, terms, traces, gr
     lam_b = np.zeros((L, N), dtype=dtype)
     lam_Vo = np.zeros(C, dtype=dtype)
     lam_Io = np.zeros(C, dtype=dtype)
-    # postsynaptic adjoints at t_{m+1}: lambda_V - lambda_I (reverse current) and lambda_I
-    post_diff = np.zeros((L, N), dtype=dtype)
-    post_lam_I = np.zeros((L, N), dtype=dtype)
-    post_diff_o = np.zeros(C, dtype=dtype)
-    post_lam_Io = np.zeros(C, dtype=dtype)
+    # postsynaptic adjoints at t_{m+1}: lambda_V - lambda_I (reverse current) and lambda_I, in
+    # slot m % S; with delays, S = longest delay + 1 steps of them, for the spikes of earlier
+    # steps that arrive later
+    S = synapses.n_slots if delayed else 1
+    post_diff = np.zeros((L, S, N), dtype=dtype)
+    post_lam_I = np.zeros((L, S, N), dtype=dtype)
+    post_diff_o = np.zeros((S, C), dtype=dtype)
+    post_lam_Io = np.zeros((S, C), dtype=dtype)
+    width = max(N, C)
+    gathered = (np.zeros(width, dtype=dtype), np.zeros(width, dtype=dtype),
+                np.zeros(width, dtype=dtype), np.zeros(width, dtype=dtype),
+                np.zeros(width, dtype=dtype))
     tau_s_0 = tau_s_h[0]
     for m in range(n_steps - 1, -1, -1):
         n_in = in_ptr[b, m + 1] - in_ptr[b, m]
         s0 = sp_ptr[b, m]
         s1 = sp_ptr[b, m + 1]
         events = m < n_steps - 1 and (n_in > 0 or s1 > s0)
-        if events:
+        slot = m % S
+        if events or (delayed and m < n_steps - 1):
             for l in range(L):
-                lV, lI, pd, pI = lam_V[l], lam_I[l], post_diff[l], post_lam_I[l]
+                lV, lI, pd, pI = lam_V[l], lam_I[l], post_diff[l, slot], post_lam_I[l, slot]
                 for j in range(N):
                     pd[j] = lV[j] - lI[j]
                     pI[j] = lI[j]
             for c in range(C):
-                post_diff_o[c] = lam_Vo[c] - lam_Io[c]
-                post_lam_Io[c] = lam_Io[c]
+                post_diff_o[slot, c] = lam_Vo[c] - lam_Io[c]
+                post_lam_Io[slot, c] = lam_Io[c]
         # free adjoint dynamics from t_{m+1} to t_m
         for l in range(L):
             lV, lI, a_l, b_l, d_l = lam_V[l], lam_I[l], h_alpha[l], h_beta[l], h_d[l]
@@ -295,12 +462,20 @@ def _backward_sample(b, params, model, inputs, options, store, terms, traces, gr
                                               tau_m_o[c], dt)
                 dtau_s_o[c] += tau_s_gradient(lam_Io[c], I_out_tr[b, m, c], tau_s_o[c], dt)
         if events:
-            # input spikes: gradient samples only
-            pI0 = post_lam_I[0]
-            for k in range(in_ptr[b, m], in_ptr[b, m + 1]):
-                dw = dW_in[in_ch[k]]
-                for j in range(N):
-                    dw[j] -= tau_s_0[j] * pI0[j]
+            # input spikes: gradient samples (and the delays' gradients; no reverse current)
+            if D_in.shape[0] > 0 or idx_in.shape[0] > 0:
+                for k in range(in_ptr[b, m], in_ptr[b, m + 1]):
+                    c = in_ch[k]
+                    _backward_synapses(zero, W_in[c], dW_in[c], _row(dd_in, c, no_grad),
+                                       _row(D_in, c, no_index), _row(idx_in, c, no_index),
+                                       _length(len_in, c), post_diff[0], post_lam_I[0], tau_s_0,
+                                       m, n_steps, gathered)
+            else:
+                pI0 = post_lam_I[0, slot]
+                for k in range(in_ptr[b, m], in_ptr[b, m + 1]):
+                    dw = dW_in[in_ch[k]]
+                    for j in range(N):
+                        dw[j] -= tau_s_0[j] * pI0[j]
             # hidden and output spikes of step m
             for s in range(s0, s1):
                 g = sp_idx[b, s]
@@ -310,22 +485,23 @@ def _backward_sample(b, params, model, inputs, options, store, terms, traces, gr
                     i = g - l * N
                     rev = zero
                     if l < L - 1:
-                        w, dw = W_fwd[l, i], dW_fwd[l, i]
-                        pd, pI, ts = post_diff[l + 1], post_lam_I[l + 1], tau_s_h[l + 1]
-                        for j in range(N):
-                            rev += w[j] * pd[j]
-                            dw[j] -= ts[j] * pI[j]
+                        rev = _backward_synapses(
+                            rev, W_fwd[l, i], dW_fwd[l, i], _row2(dd_fwd, l, i, no_grad),
+                            _row2(D_fwd, l, i, no_index), _row2(idx_fwd, l, i, no_index),
+                            _length2(len_fwd, l, i), post_diff[l + 1], post_lam_I[l + 1],
+                            tau_s_h[l + 1], m, n_steps, gathered)
                     else:
-                        w, dw = W_out[i], dW_out[i]
-                        for c in range(C):
-                            rev += w[c] * post_diff_o[c]
-                            dw[c] -= tau_s_o[c] * post_lam_Io[c]
+                        rev = _backward_synapses(
+                            rev, W_out[i], dW_out[i], _row(dd_out, i, no_grad),
+                            _row(D_out, i, no_index), _row(idx_out, i, no_index),
+                            _length(len_out, i), post_diff_o, post_lam_Io, tau_s_o, m,
+                            n_steps, gathered)
                     if recurrent:
-                        w, dw = W_rec[l, i], dW_rec[l, i]
-                        pd, pI, ts = post_diff[l], post_lam_I[l], tau_s_h[l]
-                        for j in range(N):
-                            rev += w[j] * pd[j]
-                            dw[j] -= ts[j] * pI[j]
+                        rev = _backward_synapses(
+                            rev, W_rec[l, i], dW_rec[l, i], _row2(dd_rec, l, i, no_grad),
+                            _row2(D_rec, l, i, no_index), _row2(idx_rec, l, i, no_index),
+                            _length2(len_rec, l, i), post_diff[l], post_lam_I[l], tau_s_h[l],
+                            m, n_steps, gathered)
                     if alif:
                         lam_V[l, i], lam_b[l, i] = alif_spike_jump(
                             lam_V[l, i], lam_b[l, i], rev, theta_jump, sp_b[b, s], imv, b_incr,
@@ -344,15 +520,16 @@ def _backward_sample(b, params, model, inputs, options, store, terms, traces, gr
                 lam_Vo[c] += jump_amount[b, c]
 
 
-def backward_batch(params, model, inputs, options, store, terms, traces, grads):
+def backward_batch(params, synapses, model, inputs, options, store, terms, traces, grads):
     """Backward pass of every sample. Chunk k of ``grads`` (K chunks) accumulates the samples
     k B / K .. (k + 1) B / K - 1, in this order; the caller sums the chunks in their order."""
-    _backward_batch(params, model, inputs, options, store, terms, traces, grads,
+    _backward_batch(params, synapses, model, inputs, options, store, terms, traces, grads,
                     numba.get_num_threads())
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def _backward_batch(params, model, inputs, options, store, terms, traces, grads, n_threads):
+def _backward_batch(params, synapses, model, inputs, options, store, terms, traces, grads,
+                    n_threads):
     """``backward_batch`` on ``n_threads`` threads."""
     n_chunks = grads.dW_in.shape[0]
     B = inputs.in_ptr.shape[0]
@@ -362,7 +539,9 @@ def _backward_batch(params, model, inputs, options, store, terms, traces, grads,
         while k < n_chunks:
             chunk = Gradients(grads.dW_in[k], grads.dW_fwd[k], grads.dW_rec[k], grads.dW_out[k],
                               grads.dtau_m_h[k], grads.dtau_s_h[k], grads.dtau_m_o[k],
-                              grads.dtau_s_o[k])
+                              grads.dtau_s_o[k], grads.dd_in[k], grads.dd_fwd[k],
+                              grads.dd_rec[k], grads.dd_out[k])
             for b in range(k * B // n_chunks, (k + 1) * B // n_chunks):
-                _backward_sample(b, params, model, inputs, options, store, terms, traces, chunk)
+                _backward_sample(b, params, synapses, model, inputs, options, store, terms,
+                                 traces, chunk)
             k = _take_next(next_chunk)
