@@ -8,8 +8,9 @@ potential V_j,
 
     tau_s[j] dI_j/dt = -I_j,        tau_m[j] dV_j/dt = -V_j + I_j,
 
-and a presynaptic spike of i at time t_k makes I_j jump by W[i, j] at t_k. Between events, with
-s = t - t0, I(t0) = I0, V(t0) = V0:
+and a presynaptic spike of i at time t_k makes I_j jump by W[i, j] at t_k + D[i, j], where D is
+the synapse's transmission delay (ms, >= 0; zero unless the network gives one, see below);
+arrivals at or after T are dropped. Between events, with s = t - t0, I(t0) = I0, V(t0) = V0:
 
     I(s) = I0 exp(-s/tau_s)
     V(s) = V0 exp(-s/tau_m) + I0 tau_s/(tau_m - tau_s) (exp(-s/tau_m) - exp(-s/tau_s))
@@ -27,7 +28,18 @@ analytic stationary points), and the first piece with a sign change is refined w
 one Newton step.
 
 Neuron order used internally: hidden layer 0 (N), ..., hidden layer L-1 (N), outputs (C).
+
+Network dict: W_in (n_in, N), W_fwd (list of L-1 (N, N)), W_rec (list of L (N, N) or None),
+W_out (N, C), all pre-major [i_pre, j_post]; tau_m_h, tau_s_h (list of L (N,)), tau_m_o, tau_s_o
+(C,); theta; optional hidden_type ("LIF"/"ALIF"), tau_b, b_incr, out_spiking. Optional synaptic
+delays (ms, float, >= 0) in the layout of the weights: D_in (n_in, N), D_fwd (list of L-1 (N, N)),
+D_rec (list of L (N, N) or None), D_out (N, C); a missing key means zero delays for that
+projection. Without any D_* key the simulation takes the original path, in which every kick lands
+at its spike; with one, a queue of pending arrivals (one per synapse and distinct delay) is
+merged into the event loop (the same numbers, to rounding, for zero delays).
 """
+import heapq
+import itertools
 import math
 
 import numpy as np
@@ -164,6 +176,48 @@ class _Net:
             else:
                 self.W_post[rows, self.out] += W_out
         self.post_nz = (self.W_post != 0.0) & self.spiking[None, :]
+
+        # synaptic delays, same layout as W_inp / W_post
+        keys = ("D_in", "D_fwd", "D_rec", "D_out")
+        self.has_delays = any(net.get(k) is not None for k in keys)
+        self.D_inp = np.zeros((self.n_in, M))
+        self.D_post = np.zeros((M, M))
+        if self.has_delays:
+            def delay(value, shape, name):
+                d = np.asarray(value, dtype=np.float64)
+                if d.shape != shape:
+                    raise ValueError(f"{name} has shape {d.shape}, expected {shape}")
+                if not np.all(np.isfinite(d) & (d >= 0.0)):
+                    raise ValueError(f"{name}: delays must be finite and >= 0")
+                return d
+
+            if net.get("D_in") is not None:
+                self.D_inp[:, :N] = delay(net["D_in"], (self.n_in, N), "D_in")
+            D_fwd, D_rec = net.get("D_fwd"), net.get("D_rec")
+            if D_fwd is not None and len(D_fwd) != L - 1:
+                raise ValueError("D_fwd must hold L-1 matrices")
+            if D_rec is not None and len(D_rec) != L:
+                raise ValueError("D_rec must hold L matrices (or be None)")
+            for l in range(L):
+                rows = slice(l * N, (l + 1) * N)
+                if D_rec is not None and D_rec[l] is not None:
+                    self.D_post[rows, rows] = delay(D_rec[l], (N, N), f"D_rec[{l}]")
+                if l < L - 1:
+                    if D_fwd is not None and D_fwd[l] is not None:
+                        self.D_post[rows, (l + 1) * N:(l + 2) * N] = delay(D_fwd[l], (N, N),
+                                                                           f"D_fwd[{l}]")
+                elif net.get("D_out") is not None:
+                    self.D_post[rows, self.out] = delay(net["D_out"], (N, C), "D_out")
+        # per source: the (delay, targets, weights) groups of its non-zero synapses, one per
+        # distinct delay, by increasing delay
+        self.arrivals_inp = [self._groups(self.W_inp[i], self.D_inp[i]) for i in range(self.n_in)]
+        self.arrivals_post = [self._groups(self.W_post[i], self.D_post[i]) for i in range(M)]
+
+    @staticmethod
+    def _groups(w_row, d_row):
+        js = np.flatnonzero(w_row != 0.0)
+        d_unique, inv = np.unique(d_row[js], return_inverse=True)
+        return [(float(d), js[inv == k], w_row[js[inv == k]]) for k, d in enumerate(d_unique)]
 
     def propagate(self, V, I, b, s):
         """State after an event-free time s."""
@@ -343,6 +397,69 @@ def _simulate_one(P, spikes_in, T):
     return spikes, np.array(seg_t), np.array(seg_V), np.array(seg_I), np.array(seg_b)
 
 
+def _simulate_delayed(P, spikes_in, T):
+    """Event loop with synaptic delays: a queue (heap) of pending arrivals, each the kicks of one
+    presynaptic spike that land at the same time (one entry per spike and distinct delay).
+
+    The loop takes the earliest of the next threshold crossing and the next arrival. A spike
+    resets only the spiking neuron at once and queues its arrivals (t + D, dropped at or after
+    T); at every event time, after the spikes of that time, all arrivals due at it are summed
+    into one kick of I (so zero delays land together with their spike). Each crossing is searched
+    in the free dynamics up to T from the neuron's last change of state and stays valid until the
+    next change, so only the spiking neuron and the targets of an arrival are searched again."""
+    M = P.M
+    counter = itertools.count()
+    queue = []
+    for i, st in enumerate(spikes_in):
+        st = np.asarray(st, dtype=np.float64).ravel()
+        for t_k in st[(st >= 0.0) & (st < T)]:
+            for d, js, ws in P.arrivals_inp[i]:
+                if t_k + d < T:
+                    queue.append((float(t_k + d), next(counter), js, ws))
+    heapq.heapify(queue)
+    V, I, b = np.zeros(M), np.zeros(M), np.zeros(M)
+    t = 0.0
+    seg_t, seg_V, seg_I, seg_b = [0.0], [V.copy()], [I.copy()], [b.copy()]
+    spikes = [[] for _ in range(M)]
+    pending = np.full(M, np.inf)        # absolute time of the next crossing (free dynamics)
+    dirty = P.spiking.copy()
+    while True:
+        t_arr = queue[0][0] if queue else float(T)
+        if dirty.any():
+            idx = np.flatnonzero(dirty)
+            pending[idx] = t + _crossing_times(P, idx, V, I, b, T - t)
+            dirty[:] = False
+        t_sp = pending.min()
+        if t_sp <= t_arr and t_sp < T:
+            V, I, b = P.propagate(V, I, b, t_sp - t)
+            t = t_sp
+            for j in np.flatnonzero(pending == t_sp):
+                spikes[j].append(t)
+                V[j] = 0.0
+                b[j] += P.b_incr[j]
+                dirty[j] = True
+                for d, js, ws in P.arrivals_post[j]:
+                    if t + d < T:
+                        heapq.heappush(queue, (t + d, next(counter), js, ws))
+        else:
+            V, I, b = P.propagate(V, I, b, t_arr - t)
+            t = t_arr
+            if not queue:
+                break
+        if queue and queue[0][0] <= t:
+            kick = np.zeros(M)
+            while queue and queue[0][0] <= t:
+                _, _, js, ws = heapq.heappop(queue)
+                kick[js] += ws
+                dirty[js] |= P.spiking[js]
+            I = I + kick
+        seg_t.append(t)
+        seg_V.append(V.copy())
+        seg_I.append(I.copy())
+        seg_b.append(b.copy())
+    return spikes, np.array(seg_t), np.array(seg_V), np.array(seg_I), np.array(seg_b)
+
+
 def _state_fn(seg_t, seg_V, seg_I, tau_m, tau_s):
     """Right-continuous V(t) from the event segments; V(t) for t array -> (len(t), n)."""
     def V_of_t(t):
@@ -354,14 +471,16 @@ def _state_fn(seg_t, seg_V, seg_I, tau_m, tau_s):
 
 
 def simulate_exact(net, inputs, T):
-    """Exact event-driven simulation of every sample.
+    """Exact event-driven simulation of every sample (``net``: see the module docstring; with
+    any D_* key, synaptic delays).
 
     Returns a list (one per sample) of dicts:
       'hidden_spikes': list over layers of list over neurons of spike-time arrays,
       'output_spikes': list over outputs of spike-time arrays (empty for LI outputs),
       'seg_t', 'seg_V', 'seg_I', 'seg_b': event times (first 0) and the full state right after
-          each event (shape (n_events+1, L*N + C)); segment i spans [seg_t[i], seg_t[i+1]]
-          (the last one up to T), state free between,
+          each event (spike or arrival of input or synaptic kicks; shape
+          (n_events+1, L*N + C)); segment i spans [seg_t[i], seg_t[i+1]] (the last one up to
+          T), state free between,
       'V': callable t -> (len(t), L*N + C) membrane potentials (right-continuous),
       'V_out': callable t -> (len(t), C) output membrane potentials,
       'T': trial length, 'n_hidden': L*N,
@@ -370,7 +489,8 @@ def simulate_exact(net, inputs, T):
     P = _Net(net)
     results = []
     for spikes_in in inputs:
-        spikes, seg_t, seg_V, seg_I, seg_b = _simulate_one(P, spikes_in, T)
+        simulate = _simulate_delayed if P.has_delays else _simulate_one
+        spikes, seg_t, seg_V, seg_I, seg_b = simulate(P, spikes_in, T)
         arr = [np.array(s, dtype=np.float64) for s in spikes]
         hidden = [arr[l * P.N:(l + 1) * P.N] for l in range(P.L)]
         out_sp = arr[P.n_hid:] if P.out_spiking else [np.zeros(0) for _ in range(P.C)]

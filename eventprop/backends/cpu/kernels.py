@@ -73,12 +73,13 @@ def _deliver(w, I, D, idx, n_syn, buf, n, n_steps):
             I[j] += w[j]
         return
     S = buf.shape[0]
+    now = n % S                      # slot of step n; slot of step n + D: now + D, wrapped
     for k in range(n_syn if sparse else w.shape[0]):
         j = idx[k] if sparse else k
         if D.shape[0] > 0 and D[j] > 0:
-            a = n + D[j]
-            if a < n_steps:
-                buf[a % S, j] += w[j]
+            if n + D[j] < n_steps:
+                slot = now + D[j]
+                buf[slot - S if slot >= S else slot, j] += w[j]
         else:
             I[j] += w[j]
 
@@ -89,11 +90,13 @@ def _deliver_input(w, D, idx, n_syn, buf, n, n_steps):
     a step are summed from zero, then added, as without delays)."""
     sparse = idx.shape[0] > 0
     S = buf.shape[0]
+    now = n % S
     for k in range(n_syn if sparse else w.shape[0]):
         j = idx[k] if sparse else k
-        a = n + (D[j] if D.shape[0] > 0 else 0)
-        if a < n_steps:
-            buf[a % S, j] += w[j]
+        d = D[j] if D.shape[0] > 0 else 0
+        if n + d < n_steps:
+            slot = now + d
+            buf[slot - S if slot >= S else slot, j] += w[j]
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -113,24 +116,37 @@ def _backward_synapses(rev, w, dw, dd, D, idx, n_syn, post_diff, post_lam_I, tau
     """Backward pass of a spike of step m through one row of synapses: the gradient samples
     dW_ij -= tau_s,j lambda_I,j and dd_ij += w_ij (lambda_V,j - lambda_I,j), and the reverse
     current rev += w_ij (lambda_V,j - lambda_I,j), with the postsynaptic adjoints at the spike's
-    arrival t_{m+1+D_ij} (``post_*[a % S]`` holds those at t_{a+1}); returns rev. A sparse or
-    delayed row is gathered into ``gathered`` (w, dw, diff, lambda_I, tau_s; zero adjoints for
-    a spike that arrives after the last step it could change) and scattered back."""
-    sparse = idx.shape[0] > 0
+    arrival t_{m+1+D_ij} (``post_*[a % S]`` holds those at t_{a+1}); returns rev. A delayed
+    row is gathered into ``gathered`` (w, dw, diff, lambda_I, tau_s; zero adjoints for a spike
+    that arrives after the last step it could change) and scattered back, so that zero delays
+    sum exactly as no delays; a sparse row with every synapse sums as a dense one."""
     S = post_diff.shape[0]
-    if not sparse and D.shape[0] == 0:
-        return _adjoint_row(rev, w, dw, post_diff[m % S], post_lam_I[m % S], tau_s, w.shape[0])
+    full = idx.shape[0] == 0 or n_syn == w.shape[0]      # dense, or a sparse row with them all
+    if D.shape[0] == 0:
+        pd, pI = post_diff[m % S], post_lam_I[m % S]
+        if full:
+            return _adjoint_row(rev, w, dw, pd, pI, tau_s, w.shape[0])
+        for k in range(n_syn):       # a sparse row: its synapses only
+            j = idx[k]
+            rev += w[j] * pd[j]
+            dw[j] -= tau_s[j] * pI[j]
+        return rev
+    sparse = idx.shape[0] > 0
     g_w, g_dw, g_diff, g_lam_I, g_tau_s = gathered
     count = n_syn if sparse else w.shape[0]
+    now = m % S                      # slot of step m; of step m + D: now + D, wrapped
     for k in range(count):
         j = idx[k] if sparse else k
-        a = m + D[j] if D.shape[0] > 0 else m
+        d = D[j] if D.shape[0] > 0 else 0
         g_w[k] = w[j]
         g_dw[k] = dw[j]
         g_tau_s[k] = tau_s[j]
-        if a < n_steps - 1:
-            g_diff[k] = post_diff[a % S, j]
-            g_lam_I[k] = post_lam_I[a % S, j]
+        if m + d < n_steps - 1:
+            slot = now + d
+            if slot >= S:
+                slot -= S
+            g_diff[k] = post_diff[slot, j]
+            g_lam_I[k] = post_lam_I[slot, j]
         else:
             g_diff[k] = 0
             g_lam_I[k] = 0
