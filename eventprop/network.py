@@ -214,7 +214,11 @@ class EventPropNetwork:
                         raise ValueError(f"{projections.DELAY_OF[name]} holds delays in "
                                          f"[{d.min()}, {d.max()}] ms, outside [0, max_delay = "
                                          f"{self.max_delay}] ms")
-                    fields["D_" + short] = projections.delay_steps_array(d, self.dt)
+                    steps = projections.delay_steps_array(d, self.dt)
+                    # all zero: no delay steps, and the engines run the projection exactly as
+                    # one without delays (the delays' gradients included)
+                    fields["D_" + short] = steps if steps.any() else \
+                        np.zeros((0,) * len(shape), dtype=np.int32)
                 else:
                     fields["D_" + short] = np.zeros((0,) * len(shape), dtype=np.int32)
                 conn = self.connectivity.get(name) or projections.dense(shape)
@@ -225,9 +229,11 @@ class EventPropNetwork:
         return self._synapses[0]
 
     def delay_buffer_bytes(self, n_batch=None):
-        """Bytes of the ring buffers of a batch of ``n_batch`` (default N_BATCH) samples: the
-        forward pass's currents and the backward pass's postsynaptic adjoints, for the next
-        max_delay / dt + 1 steps of every neuron (0 without delays)."""
+        """Bytes of the CPU engine's ring buffers for a batch of ``n_batch`` (default N_BATCH)
+        samples: the forward pass's currents (inputs, hidden, outputs) and the backward pass's
+        postsynaptic adjoints, for max_delay / dt + 1 steps of every neuron (0 without delays).
+        The GPU keeps the same rings without the inputs' (whose delayed currents it sums for
+        every step before the time loop)."""
         if not self.delays:
             return 0
         B = self.n_batch if n_batch is None else n_batch

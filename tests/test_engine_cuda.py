@@ -28,6 +28,7 @@ The ``test_device_*`` tests run networks on the CUDA backend itself, that is thr
 the CPU over sequences of trials, and check what is uploaded, copied back and allocated.
 ``test_select_gpu_*`` check the device choice with a stand-in for ``numba.cuda`` (no GPU needed),
 and ``test_bench_cuda_quick`` runs ``bench/bench_cuda.py --quick``.
+Delays and sparse connectivity are tested the same way in ``test_cuda_projections.py``.
 """
 import os
 import sys
@@ -52,7 +53,7 @@ from eventprop.optim import AdamStep
 N_IN, N_HID, N_OUT, BATCH = 10, 6, 3, 3
 
 # positions of the records in the arguments of forward_batch / backward_batch
-STORE, TRACES, GRADS = 4, 5, 7
+STORE, TRACES, GRADS = 5, 6, 8
 EXACT = ("sp_ptr", "sp_idx", "sp_need", "n_unstored", "counts", "first_step")
 
 
@@ -733,7 +734,8 @@ def test_block_size_respects_the_kernels_register_limit(monkeypatch):
 @pytest.mark.skipif(SIMULATOR, reason="the simulator does not compile kernels")
 def test_kernels_compile_for_the_gpu():
     """Both kernels (and the models functions inlined into them) compile to PTX, for float32 and
-    float64, with every option switched on. Needs NVVM, not a GPU."""
+    float64, with every option switched on (delays and sparse projections are run-time flags
+    too: their arrays have the same types when empty). Needs NVVM, not a GPU."""
     from numba.cuda.cudadrv import nvvm
     if not nvvm.is_available():
         pytest.skip("NVVM (CUDA toolkit) not found: cannot compile kernels here")
@@ -774,6 +776,10 @@ def test_kernels_compile_for_the_gpu():
         assert ".entry" in ptx
         ptx, _ = cuda.compile_ptx(optimiser._time_constant_kernel.py_func,
                                   (real[::1],) * 2 + (f64,) * 3 + (real[::1],) * 4, cc=(8, 0))
+        assert ".entry" in ptx
+        ptx, _ = cuda.compile_ptx(optimiser._delay_steps_kernel.py_func,
+                                  (real[::1], numba.int32[::1], f64, f64, numba.boolean),
+                                  cc=(8, 0))
         assert ".entry" in ptx
 
 

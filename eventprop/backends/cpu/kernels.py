@@ -103,7 +103,7 @@ def _deliver_input(w, D, idx, n_syn, buf, n, n_steps):
 def _adjoint_row(rev, w, dw, diff, lam_I, tau_s, n):
     """rev + sum_j w_j diff_j (the reverse current), and dw_j -= tau_s,j lambda_I,j, over
     j < n. Not inlined: every caller runs this one compiled loop, so its sum is rounded alike
-    for a dense row and for the same row gathered from a sparse or delayed projection."""
+    for a dense row and for a sparse row that has every synapse."""
     for j in range(n):
         rev += w[j] * diff[j]
         dw[j] -= tau_s[j] * lam_I[j]
@@ -112,51 +112,45 @@ def _adjoint_row(rev, w, dw, diff, lam_I, tau_s, n):
 
 @njit(cache=True, inline="always")
 def _backward_synapses(rev, w, dw, dd, D, idx, n_syn, post_diff, post_lam_I, tau_s, m,
-                       n_steps, gathered):
+                       n_steps):
     """Backward pass of a spike of step m through one row of synapses: the gradient samples
-    dW_ij -= tau_s,j lambda_I,j and dd_ij += w_ij (lambda_V,j - lambda_I,j), and the reverse
-    current rev += w_ij (lambda_V,j - lambda_I,j), with the postsynaptic adjoints at the spike's
-    arrival t_{m+1+D_ij} (``post_*[a % S]`` holds those at t_{a+1}); returns rev. A delayed
-    row is gathered into ``gathered`` (w, dw, diff, lambda_I, tau_s; zero adjoints for a spike
-    that arrives after the last step it could change) and scattered back, so that zero delays
-    sum exactly as no delays; a sparse row with every synapse sums as a dense one."""
+    dW_ij -= tau_s,j lambda_I,j and (learned delays) dd_ij += w_ij (lambda_V,j - lambda_I,j),
+    and the reverse current rev += w_ij (lambda_V,j - lambda_I,j), with the postsynaptic
+    adjoints at the spike's arrival t_{m+1+D_ij} (``post_*[a % S]`` holds those at t_{a+1});
+    returns rev. A synapse that arrives after the last step it could change adds nothing. A
+    projection whose delays are all zero comes without delay steps (``network.synapses``), so
+    it runs exactly as without delays."""
+    sparse = idx.shape[0] > 0
+    learn_delays = dd.shape[0] > 0
     S = post_diff.shape[0]
-    full = idx.shape[0] == 0 or n_syn == w.shape[0]      # dense, or a sparse row with them all
+    now = m % S                      # slot of step m; of step m + D: now + D, wrapped
     if D.shape[0] == 0:
-        pd, pI = post_diff[m % S], post_lam_I[m % S]
-        if full:
-            return _adjoint_row(rev, w, dw, pd, pI, tau_s, w.shape[0])
+        pd, pI = post_diff[now], post_lam_I[now]
+        if not sparse or n_syn == w.shape[0]:       # dense, or a sparse row with them all
+            rev = _adjoint_row(rev, w, dw, pd, pI, tau_s, w.shape[0])
+            if learn_delays:
+                for j in range(w.shape[0]):
+                    dd[j] += w[j] * pd[j]
+            return rev
         for k in range(n_syn):       # a sparse row: its synapses only
             j = idx[k]
             rev += w[j] * pd[j]
             dw[j] -= tau_s[j] * pI[j]
+            if learn_delays:
+                dd[j] += w[j] * pd[j]
         return rev
-    sparse = idx.shape[0] > 0
-    g_w, g_dw, g_diff, g_lam_I, g_tau_s = gathered
-    count = n_syn if sparse else w.shape[0]
-    now = m % S                      # slot of step m; of step m + D: now + D, wrapped
-    for k in range(count):
+    for k in range(n_syn if sparse else w.shape[0]):
         j = idx[k] if sparse else k
-        d = D[j] if D.shape[0] > 0 else 0
-        g_w[k] = w[j]
-        g_dw[k] = dw[j]
-        g_tau_s[k] = tau_s[j]
-        if m + d < n_steps - 1:
-            slot = now + d
-            if slot >= S:
-                slot -= S
-            g_diff[k] = post_diff[slot, j]
-            g_lam_I[k] = post_lam_I[slot, j]
-        else:
-            g_diff[k] = 0
-            g_lam_I[k] = 0
-    rev = _adjoint_row(rev, g_w, g_dw, g_diff, g_lam_I, g_tau_s, count)
-    learn_delays = dd.shape[0] > 0
-    for k in range(count):
-        j = idx[k] if sparse else k
-        dw[j] = g_dw[k]
+        if m + D[j] >= n_steps - 1:
+            continue
+        slot = now + D[j]
+        if slot >= S:
+            slot -= S
+        diff = post_diff[slot, j]
+        rev += w[j] * diff
+        dw[j] -= tau_s[j] * post_lam_I[slot, j]
         if learn_delays:
-            dd[j] += g_w[k] * g_diff[k]
+            dd[j] += w[j] * diff
     return rev
 
 
@@ -429,10 +423,6 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
     post_lam_I = np.zeros((L, S, N), dtype=dtype)
     post_diff_o = np.zeros((S, C), dtype=dtype)
     post_lam_Io = np.zeros((S, C), dtype=dtype)
-    width = max(N, C)
-    gathered = (np.zeros(width, dtype=dtype), np.zeros(width, dtype=dtype),
-                np.zeros(width, dtype=dtype), np.zeros(width, dtype=dtype),
-                np.zeros(width, dtype=dtype))
     tau_s_0 = tau_s_h[0]
     for m in range(n_steps - 1, -1, -1):
         n_in = in_ptr[b, m + 1] - in_ptr[b, m]
@@ -479,13 +469,13 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
                 dtau_s_o[c] += tau_s_gradient(lam_Io[c], I_out_tr[b, m, c], tau_s_o[c], dt)
         if events:
             # input spikes: gradient samples (and the delays' gradients; no reverse current)
-            if D_in.shape[0] > 0 or idx_in.shape[0] > 0:
+            if D_in.shape[0] > 0 or idx_in.shape[0] > 0 or dd_in.shape[0] > 0:
                 for k in range(in_ptr[b, m], in_ptr[b, m + 1]):
                     c = in_ch[k]
                     _backward_synapses(zero, W_in[c], dW_in[c], _row(dd_in, c, no_grad),
                                        _row(D_in, c, no_index), _row(idx_in, c, no_index),
                                        _length(len_in, c), post_diff[0], post_lam_I[0], tau_s_0,
-                                       m, n_steps, gathered)
+                                       m, n_steps)
             else:
                 pI0 = post_lam_I[0, slot]
                 for k in range(in_ptr[b, m], in_ptr[b, m + 1]):
@@ -505,19 +495,19 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
                             rev, W_fwd[l, i], dW_fwd[l, i], _row2(dd_fwd, l, i, no_grad),
                             _row2(D_fwd, l, i, no_index), _row2(idx_fwd, l, i, no_index),
                             _length2(len_fwd, l, i), post_diff[l + 1], post_lam_I[l + 1],
-                            tau_s_h[l + 1], m, n_steps, gathered)
+                            tau_s_h[l + 1], m, n_steps)
                     else:
                         rev = _backward_synapses(
                             rev, W_out[i], dW_out[i], _row(dd_out, i, no_grad),
                             _row(D_out, i, no_index), _row(idx_out, i, no_index),
                             _length(len_out, i), post_diff_o, post_lam_Io, tau_s_o, m,
-                            n_steps, gathered)
+                            n_steps)
                     if recurrent:
                         rev = _backward_synapses(
                             rev, W_rec[l, i], dW_rec[l, i], _row2(dd_rec, l, i, no_grad),
                             _row2(D_rec, l, i, no_index), _row2(idx_rec, l, i, no_index),
                             _length2(len_rec, l, i), post_diff[l], post_lam_I[l], tau_s_h[l],
-                            m, n_steps, gathered)
+                            m, n_steps)
                     if alif:
                         lam_V[l, i], lam_b[l, i] = alif_spike_jump(
                             lam_V[l, i], lam_b[l, i], rev, theta_jump, sp_b[b, s], imv, b_incr,

@@ -12,6 +12,10 @@ One module per job:
   tests, and the PTX compilation check.
 * ``backend``: ``CudaBackend`` (the ``Backend`` interface) and the choice of the GPU.
 
+Delays and sparse connectivity (``eventprop.projections``) arrive in the ``records.Synapses``
+record; networks without them run the same loops as before (flags from the arrays' shapes, tested
+outside the inner loops): see ``forward`` and ``backward``.
+
 The neuron equations are not written here: the kernels call the functions of ``models`` (numba
 ``njit`` functions; a CPU dispatcher called inside a CUDA kernel is compiled for the device from
 the same Python source), so CPU and GPU share one copy of the model. The kernels take the named

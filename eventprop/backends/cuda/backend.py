@@ -4,11 +4,13 @@ import warnings
 
 import numpy as np
 
+from eventprop import projections
 from eventprop.backends import base
 from eventprop.backends.cuda import loss as losses_cuda
 from eventprop.backends.cuda import optimiser
 from eventprop.backends.cuda.workspace import Workspace
-from eventprop.backends.records import FIELD_OF, PARAMETER_OF, Gradients, Inputs, Parameters
+from eventprop.backends.records import (DELAY_GRADIENTS, FIELD_OF, PARAMETER_OF, Gradients,
+                                        Inputs, Parameters, Synapses)
 
 # samples whose inputs are packed and copied to the GPU together, in whole trials (64 trials of
 # 32)
@@ -17,6 +19,7 @@ WEIGHTS = ("w_input_hidden", "w_hidden_hidden_fwd", "w_hidden_hidden", "w_hidden
 TIME_CONSTANTS = ("tau_m_hidden", "tau_syn_hidden", "tau_m_output", "tau_syn_output")
 STEP_CONSTANTS = ("alpha", "beta", "c", "d")
 GRADIENT_OF = {name: key for key, name in PARAMETER_OF.items()}
+SHORT = dict(zip(projections.PROJECTIONS, ("in", "fwd", "rec", "out")))   # Synapses fields
 
 _SELECTED_GPU = None    # (device id, request) once select_gpu has chosen in this process
 
@@ -80,7 +83,12 @@ class CudaBackend(base.Backend):
     and the inputs unless ``upload_inputs`` brought them. Copied back: the per-sample counters
     (spike store size, overflow, first output spikes), the spike counts, and the loss and
     prediction of every sample; the rest only when asked for. Adam steps run on the device too;
-    ``sync_to_host`` copies the parameters and moments back."""
+    ``sync_to_host`` copies the parameters and moments back.
+
+    Projections (``eventprop.projections``): delays are parameters like the weights (uploaded
+    with them); their integer steps D live on the device and are computed there, after every
+    upload of the delays and after every Adam step of them (which clips the delays to
+    [0, max_delay] first); the synapse lists of sparse projections are uploaded once."""
 
     name = "cuda"
 
@@ -102,9 +110,9 @@ class CudaBackend(base.Backend):
         self._device_newer = set()
 
     def _device_parameters(self, net):
-        """The ``records.Parameters`` of ``net`` on the device. Weights are uploaded every trial,
-        or with ``net.track_param_changes`` only after ``params_changed``; time constants and
-        their per-step constants when their values changed."""
+        """The ``records.Parameters`` of ``net`` on the device. Weights (and delays) are uploaded
+        every trial, or with ``net.track_param_changes`` only after ``params_changed``; time
+        constants and their per-step constants when their values changed."""
         ws, p = self.workspace, net.host_params   # the device copies may be newer
         fields = {}
         for name in WEIGHTS:
@@ -118,6 +126,44 @@ class CudaBackend(base.Backend):
             for k, value in zip(STEP_CONSTANTS, values):
                 fields[prefix + k] = ws.param(prefix + k, value, key)
         return Parameters(**fields)
+
+    def _delay_steps(self, net, name):
+        """The device buffer of the delay steps (int32) of projection ``name``."""
+        shape = net.host_params[projections.WEIGHT_OF[name]].shape
+        return self.workspace.buffer(f"delay_steps/{name}", shape, np.int32)
+
+    def _device_synapses(self, net):
+        """The ``records.Synapses`` of ``net`` on the device: the delays of delayed projections
+        uploaded as the weights are (and their steps computed on the device after an upload),
+        the synapse lists of sparse projections once (keyed by the lists' identity), empty arrays
+        of the weight's rank elsewhere."""
+        ws, p = self.workspace, net.host_params
+        fields = {}
+        for name in projections.PROJECTIONS:
+            short = SHORT[name]
+            rank = p[projections.WEIGHT_OF[name]].ndim
+            if name in net.delays:
+                delay = projections.DELAY_OF[name]
+                key = (self._params_version, p[delay]) if net.track_param_changes else None
+                uploaded = key is None or not ws.has_param(delay, key)
+                d = ws.param(delay, p[delay], key)
+                D = self._delay_steps(net, name)
+                if uploaded:
+                    optimiser.delays(d, D, net.max_delay, net.dt, clip=False)
+                fields["D_" + short] = D
+            else:
+                fields["D_" + short] = ws.param(f"no_delays/{name}",
+                                                np.zeros((0,) * rank, np.int32), ("none", rank))
+            conn = net.connectivity.get(name)
+            if conn is None:
+                conn = projections.dense(p[projections.WEIGHT_OF[name]].shape)
+                key = ("dense", rank)
+            else:
+                key = conn.post_index
+            fields["idx_" + short] = ws.param(f"synapse_index/{name}", conn.post_index, key)
+            fields["len_" + short] = ws.param(f"synapse_count/{name}", conn.row_length, key)
+        fields["n_slots"] = (projections.ring_slots(net.max_delay, net.dt) if net.delays else 1)
+        return Synapses(**fields)
 
     # --- inputs -------------------------------------------------------------------------------
     def trials_per_upload(self, n_batch):
@@ -138,6 +184,7 @@ class CudaBackend(base.Backend):
         options = base.trial_options(net, trial)
         with ws.phase("upload"):
             params = self._device_parameters(net)
+            synapses = self._device_synapses(net)
             inputs = trial.device_inputs
             if inputs is None:
                 in_ptr, in_ch = base.as_input_arrays(trial.in_ptr, trial.in_ch)
@@ -147,7 +194,8 @@ class CudaBackend(base.Backend):
 
         def forward(cap):
             with ws.phase("forward"):
-                out["store"], out["traces"] = ws.forward(params, model, inputs, options, cap,
+                out["store"], out["traces"] = ws.forward(params, synapses, model, inputs,
+                                                         options, cap,
                                                          clear_store=trial.keep_spikes)
             with ws.phase("download"):
                 out["counters"] = ws.fetch_parts("counters")   # sp_need, n_unstored, first_step
@@ -179,12 +227,13 @@ class CudaBackend(base.Backend):
                 d_reg_jump = ws.put("reg_jump", reg_jump)
             loss_terms = base.backward_terms(terms, d_reg_jump)
             with ws.phase("backward"):
-                self._grads = ws.backward(params, model, inputs, options, store, loss_terms,
-                                          traces, n_input=net.n_input)
+                self._grads = ws.backward(params, synapses, model, inputs, options, store,
+                                          loss_terms, traces, base.gradient_shapes(net, params))
             if trial.fetch_grads:
                 with ws.phase("download"):
                     host = ws.fetch_parts("grads")       # all gradients in one copy
-                    grads = {PARAMETER_OF[key]: host[key][0] for key in Gradients._fields}
+                    grads = {PARAMETER_OF[key]: host[key][0] for key in Gradients._fields
+                             if key not in DELAY_GRADIENTS or host[key].size}
         return base.TrialResult(terms, (hidden_counts, output_counts), counters["n_unstored"],
                                 grads, counters["first_step"], (V_out, I_out, V_h, I_h), spikes)
 
@@ -206,20 +255,25 @@ class CudaBackend(base.Backend):
     def adam_step(self, net, adam, eta, names, grads=None):
         """On the device, with the gradients of the last learning trial (``grads`` is not used),
         the moments and the parameters that stay there; the new time constants' per-step
-        constants are computed there too. The moments of ``adam`` are uploaded when they are not
-        the arrays of the last upload (a new run, a loaded checkpoint)."""
+        constants are computed there too, and after a step of delays all delays are clipped to
+        [0, max_delay] (as ``EventPropNetwork.clip_delays``) and their steps recomputed. The
+        moments of ``adam`` are uploaded when they are not the arrays of the last upload (a new
+        run, a loaded checkpoint)."""
         if self._grads is None:
             raise RuntimeError("adam_step on the GPU needs a learning trial first")
         ws = self.workspace
         net.track_param_changes = True       # the device copies are the current values
         d = self._device_parameters(net)
+        self._device_synapses(net)           # the delays on the device (uploaded if changed)
         g = dict(zip(Gradients._fields, self._grads))
         step = adam.begin_step(eta)
         for name in names:
             m, v = adam.moments(name, net.host_params[name])
-            optimiser.adam(getattr(d, FIELD_OF[name]), g[GRADIENT_OF[name]][0],
+            target = (getattr(d, FIELD_OF[name]) if name in FIELD_OF
+                      else ws.device_param(name))                    # delays
+            optimiser.adam(target, g[GRADIENT_OF[name]][0],
                            ws.param(f"adam_m/{name}", m, m), ws.param(f"adam_v/{name}", v, v),
-                           step)
+                           adam.for_parameter(step, name))
             self._device_newer.add(name)
         for tau_m, tau_s, prefix in (("tau_m_hidden", "tau_syn_hidden", "h_"),
                                      ("tau_m_output", "tau_syn_output", "o_")):
@@ -228,6 +282,12 @@ class CudaBackend(base.Backend):
                                          net.min_tau_m, net.min_tau_syn, net.dt,
                                          *(getattr(d, prefix + k) for k in STEP_CONSTANTS))
                 self._device_newer.update((tau_m, tau_s))
+        if any(name.startswith("d_") for name in names):
+            for name in net.delays:
+                delay = projections.DELAY_OF[name]
+                optimiser.delays(ws.device_param(delay),
+                                 self._delay_steps(net, name), net.max_delay, net.dt, clip=True)
+                self._device_newer.add(delay)
 
     def sync_to_host(self, net, adam):
         """The parameters, and the moments of ``adam`` that Adam steps changed on the device

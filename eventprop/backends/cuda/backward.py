@@ -17,6 +17,16 @@ CPU, so backward results agree to rounding, not bit for bit.
 The input spikes do not depend on the network's state: after the time loop, which keeps the
 lambda_I of layer 0 for every step, ``_input_gradient_kernel`` takes the gradient samples of the
 input synapses for all steps in parallel.
+
+Projections (``eventprop.projections``). A spike of a sparse or delayed projection goes through
+``_synapses_backward``: its lanes visit the existing synapses of its row only (``idx``/``len``)
+and, with delays, read the postsynaptic adjoints at the spike's arrival t_{m+1+D}: with delayed
+hidden or output projections the owners keep lambda_V - lambda_I and lambda_I of every step
+m < n_steps - 1 in a ring of S slots per sample (``post_ring`` (B, S, 2 U) in global memory,
+slot m % S), and a synapse whose spike arrives after step n_steps - 2 is skipped, as on the CPU.
+Learned delays add dL/dd_ij += w_ij (lambda_V,j - lambda_I,j) atomically like the weights'
+samples. For learned input delays the loop keeps lambda_V - lambda_I of layer 0 at every step as
+well (``lam_diff_in``). Dense projections without delays take the loops of before.
 """
 from collections import namedtuple
 
@@ -29,11 +39,13 @@ from eventprop.backends.cuda.launch import MAX_UNITS_PER_THREAD, SIMULATOR, laye
 from eventprop.models import (alif_spike_jump, alif_threshold_decay, lif_adjoint_update,
                               lif_spike_jump, tau_m_gradient, tau_s_gradient)
 
-Scratch = namedtuple("Scratch", ["lam_V", "lam_I", "lam_b", "acc_m", "acc_s", "post_global"])
+Scratch = namedtuple("Scratch", ["lam_V", "lam_I", "lam_b", "acc_m", "acc_s", "post_global",
+                                 "post_ring"])
 Scratch.__doc__ = ("Per-sample state of the backward kernel: the adjoints lambda_V, lambda_I "
                    "(B, U) and lambda_b (B, L N), the tau gradients dL/dtau_m, dL/dtau_s (B, U), "
-                   "and the postsynaptic adjoints (B, 2 U + T) when too large for shared memory "
-                   "(else (0, 0)).")
+                   "the postsynaptic adjoints (B, 2 U + T) when too large for shared memory "
+                   "(else (0, 0)), and their ring of the last S steps (B, S, 2 U) for delayed "
+                   "projections (else (0, 0, 0)).")
 
 
 # The value of the lane ``delta`` lanes up in the warp (shfl.sync.down). numba-cuda's
@@ -51,30 +63,103 @@ else:
 
 
 @cuda.jit(cache=True)
-def _input_gradient_kernel(in_ptr, in_ch, tau_s_h, lam_I_in, dW_in):
+def _input_gradient_kernel(in_ptr, in_ch, W_in, tau_s_h, D_in, idx_in, len_in, lam_I_in,
+                           lam_diff_in, dW_in, dd_in):
     """Gradient samples of the input synapses, after the backward time loop: for every input
     spike c of sample b at step m < n_steps - 1, dW_in[0, c, j] -= tau_s,j lambda_I,j(t_{m+1}),
     with lambda_I of layer 0 as the loop kept it (lam_I_in[b, m]); added atomically over the
-    samples. Blocks and threads as ``forward._input_current_kernel``."""
+    samples. Blocks and threads as ``forward._input_current_kernel``.
+
+    Sparse or delayed inputs: the threads go over the spike's existing synapses (``idx_in``,
+    ``len_in``), at its arrival a = m + D_in[c, j] (skipped unless a < n_steps - 1), and, for
+    learned delays, add dd_in[0, c, j] += W_in[c, j] (lambda_V - lambda_I)_j(t_{a+1})
+    (lam_diff_in[b, a])."""
     b = cuda.blockIdx.x
     m = cuda.blockIdx.y
     parts = cuda.gridDim.y
     n_steps, N = lam_I_in.shape[1], lam_I_in.shape[2]
+    sparse = idx_in.shape[0] > 0
+    delayed = D_in.shape[0] > 0
+    learn_delays = dd_in.shape[1] > 0
     while m < n_steps - 1:
         k0 = in_ptr[b, m]
         k1 = in_ptr[b, m + 1]
         if k1 > k0:
-            j = cuda.threadIdx.x
-            while j < N:
-                dw = -(tau_s_h[0, j] * lam_I_in[b, m, j])
+            if sparse or delayed or learn_delays:
                 for k in range(k0, k1):
-                    cuda.atomic.add(dW_in, (0, in_ch[k], j), dw)
-                j += cuda.blockDim.x
+                    c = in_ch[k]
+                    count = len_in[c] if sparse else N
+                    q = cuda.threadIdx.x
+                    while q < count:
+                        j = idx_in[c, q] if sparse else q
+                        a = m
+                        if delayed:
+                            a = m + D_in[c, j]
+                        if a < n_steps - 1:
+                            cuda.atomic.add(dW_in, (0, c, j),
+                                            -(tau_s_h[0, j] * lam_I_in[b, a, j]))
+                            if learn_delays:
+                                cuda.atomic.add(dd_in, (0, c, j),
+                                                W_in[c, j] * lam_diff_in[b, a, j])
+                        q += cuda.blockDim.x
+            else:
+                j = cuda.threadIdx.x
+                while j < N:
+                    dw = -(tau_s_h[0, j] * lam_I_in[b, m, j])
+                    for k in range(k0, k1):
+                        cuda.atomic.add(dW_in, (0, in_ch[k], j), dw)
+                    j += cuda.blockDim.x
         m += parts
 
 
+@launch.device_function
+def _synapses_backward(rev, W, dW, dd, D, idx, n_syn, row, post, post_ring, b, tau_s, base, U,
+                       slot, S, m, n_steps, lane, G):
+    """The part of lane ``lane`` (of G) of a spike of step m through row ``row`` (a tuple: (l, i)
+    or (i,)) of a sparse or delayed projection (W, its gradients dW and dd (1, ...), delay steps
+    D, synapse lists idx and the row's length n_syn; empty arrays where the projection has no
+    delays, is dense, or its delays are not learned): for each existing synapse to target j
+    (unit base + j), with the adjoints at the spike's arrival (``post`` of this step without
+    delay, ``post_ring`` slot (m + D) % S with; skipped beyond step n_steps - 2), the gradient
+    samples dW -= tau_s,j lambda_I,j (dd += w (lambda_V - lambda_I)_j if learned), added
+    atomically; returns rev plus the lane's part of the reverse current sum_j w (lambda_V -
+    lambda_I)_j."""
+    real = W.dtype.type
+    sparse = idx.shape[0] > 0
+    delayed = D.shape[0] > 0
+    learn_delays = dd.shape[1] > 0
+    count = n_syn if sparse else W.shape[len(row)]
+    k = lane
+    while k < count:
+        j = idx[row + (k,)] if sparse else k
+        w = W[row + (j,)]
+        use = True
+        diff = real(0)
+        lam = real(0)
+        if delayed:
+            d = D[row + (j,)]
+            use = m + d < n_steps - 1
+            if use:
+                a = slot + d
+                while a >= S:
+                    a -= S
+                diff = real(post_ring[b, a, base + j])
+                lam = real(post_ring[b, a, U + base + j])
+        else:
+            diff = real(post[base + j])
+            lam = real(post[U + base + j])
+        if use:
+            rev += w * diff
+            cuda.atomic.add(dW, (0,) + row + (j,), -(tau_s[j] * lam))
+            if learn_delays:
+                cuda.atomic.add(dd, (0,) + row + (j,), w * diff)
+        k += G
+    return rev
+
+
 @cuda.jit(cache=True)
-def _backward_kernel(lam_I_in, params, model, options, store, terms, traces, grads, scratch):
+def _backward_kernel(lam_I_in, lam_diff_in, params, synapses, model, options, store, terms,
+                     traces, grads, scratch):
     """The time loop of the backward pass: one block per sample (see the module doc)."""
     W_fwd, W_rec, W_out = params.W_fwd, params.W_rec, params.W_out
     h_alpha, h_beta, h_d = params.h_alpha, params.h_beta, params.h_d
@@ -92,7 +177,11 @@ def _backward_kernel(lam_I_in, params, model, options, store, terms, traces, gra
     dW_fwd, dW_rec, dW_out = grads.dW_fwd, grads.dW_rec, grads.dW_out
     dtau_m_h, dtau_s_h, dtau_m_o, dtau_s_o = grads.dtau_m_h, grads.dtau_s_h, grads.dtau_m_o, \
         grads.dtau_s_o
-    lam_V, lam_I, lam_b, acc_m, acc_s, post_global = scratch
+    dd_fwd, dd_rec, dd_out = grads.dd_fwd, grads.dd_rec, grads.dd_out
+    D_fwd, D_rec, D_out = synapses.D_fwd, synapses.D_rec, synapses.D_out
+    idx_fwd, idx_rec, idx_out = synapses.idx_fwd, synapses.idx_rec, synapses.idx_out
+    len_fwd, len_rec, len_out = synapses.len_fwd, synapses.len_rec, synapses.len_out
+    lam_V, lam_I, lam_b, acc_m, acc_s, post_global, post_ring = scratch
     b = cuda.blockIdx.x
     t = cuda.threadIdx.x
     T = cuda.blockDim.x
@@ -103,6 +192,18 @@ def _backward_kernel(lam_I_in, params, model, options, store, terms, traces, gra
     recurrent = W_rec.shape[0] > 0
     full_forcing = A_out.shape[0] > 0
     separable_forcing = force_g.shape[0] > 0
+    # projections that go through _synapses_backward: sparse or delayed ones, or with learned
+    # delays (all zero: no delay steps on the host, but dd is wanted)
+    fwd_sparse = idx_fwd.shape[0] > 0
+    rec_sparse = idx_rec.shape[0] > 0
+    out_sparse = idx_out.shape[0] > 0
+    fwd_general = fwd_sparse or D_fwd.shape[0] > 0 or dd_fwd.shape[1] > 0
+    rec_general = rec_sparse or D_rec.shape[0] > 0 or dd_rec.shape[1] > 0
+    out_general = out_sparse or D_out.shape[0] > 0 or dd_out.shape[1] > 0
+    ring_kept = post_ring.shape[0] > 0   # delayed projections: the adjoints of the last S steps
+    S = synapses.n_slots
+    slot = (n_steps - 1) % S             # m % S
+    keep_diff_in = lam_diff_in.shape[0] > 0
     real = W_out.dtype.type
     zero = real(0)
     theta_jump_r = real(theta_jump)
@@ -165,11 +266,16 @@ def _backward_kernel(lam_I_in, params, model, options, store, terms, traces, gra
             if events:
                 post[u] = lv - li
                 post[U + u] = li
+            if ring_kept and m < n_steps - 1:
+                post_ring[b, slot, u] = lv - li
+                post_ring[b, slot, U + u] = li
             if u < LN:
                 l = layer_of(u, N)
                 i = u - l * N
                 if l == 0:                   # for the input gradients (_input_gradient_kernel)
                     lam_I_in[b, m, i] = li
+                    if keep_diff_in:
+                        lam_diff_in[b, m, i] = lv - li
                 lv, li = lif_adjoint_update(lv, li, zero, alpha[r], beta[r], d_V[r])
                 lv = real(lv)
                 li = real(li)
@@ -213,27 +319,46 @@ def _backward_kernel(lam_I_in, params, model, options, store, terms, traces, gra
                         i = g - l * N
                         if l < L - 1:
                             base = (l + 1) * N
-                            j = lane
-                            while j < N:
-                                rev += W_fwd[l, i, j] * real(post[base + j])
-                                cuda.atomic.add(dW_fwd, (0, l, i, j),
-                                                -(tau_s_h[l + 1, j] * real(post[U + base + j])))
-                                j += G
+                            if fwd_general:
+                                rev = _synapses_backward(
+                                    rev, W_fwd, dW_fwd, dd_fwd, D_fwd, idx_fwd,
+                                    len_fwd[l, i] if fwd_sparse else 0, (l, i), post, post_ring,
+                                    b, tau_s_h[l + 1], base, U, slot, S, m, n_steps, lane, G)
+                            else:
+                                j = lane
+                                while j < N:
+                                    rev += W_fwd[l, i, j] * real(post[base + j])
+                                    cuda.atomic.add(
+                                        dW_fwd, (0, l, i, j),
+                                        -(tau_s_h[l + 1, j] * real(post[U + base + j])))
+                                    j += G
                         else:
-                            c = lane
-                            while c < C:
-                                rev += W_out[i, c] * real(post[LN + c])
-                                cuda.atomic.add(dW_out, (0, i, c),
-                                                -(tau_s_o[c] * real(post[U + LN + c])))
-                                c += G
+                            if out_general:
+                                rev = _synapses_backward(
+                                    rev, W_out, dW_out, dd_out, D_out, idx_out,
+                                    len_out[i] if out_sparse else 0, (i,), post, post_ring, b,
+                                    tau_s_o, LN, U, slot, S, m, n_steps, lane, G)
+                            else:
+                                c = lane
+                                while c < C:
+                                    rev += W_out[i, c] * real(post[LN + c])
+                                    cuda.atomic.add(dW_out, (0, i, c),
+                                                    -(tau_s_o[c] * real(post[U + LN + c])))
+                                    c += G
                         if recurrent:
                             base = l * N
-                            j = lane
-                            while j < N:
-                                rev += W_rec[l, i, j] * real(post[base + j])
-                                cuda.atomic.add(dW_rec, (0, l, i, j),
-                                                -(tau_s_h[l, j] * real(post[U + base + j])))
-                                j += G
+                            if rec_general:
+                                rev = _synapses_backward(
+                                    rev, W_rec, dW_rec, dd_rec, D_rec, idx_rec,
+                                    len_rec[l, i] if rec_sparse else 0, (l, i), post, post_ring,
+                                    b, tau_s_h[l], base, U, slot, S, m, n_steps, lane, G)
+                            else:
+                                j = lane
+                                while j < N:
+                                    rev += W_rec[l, i, j] * real(post[base + j])
+                                    cuda.atomic.add(dW_rec, (0, l, i, j),
+                                                    -(tau_s_h[l, j] * real(post[U + base + j])))
+                                    j += G
                 if SIMULATOR:        # no warp shuffles there: the same tree in shared memory
                     post[part] = rev
                     cuda.syncthreads()
@@ -282,6 +407,9 @@ def _backward_kernel(lam_I_in, params, model, options, store, terms, traces, gra
                 if jump_step[b, c] == m:
                     lam_V[b, u] = lam_V[b, u] + jump_amount[b, c]
             u += T
+        slot -= 1
+        if slot < 0:
+            slot = S - 1
     # per-sample tau gradients into the shared accumulator
     for u in range(t, U, T):
         if u < LN:
@@ -296,10 +424,11 @@ def _backward_kernel(lam_I_in, params, model, options, store, terms, traces, gra
             cuda.atomic.add(dtau_s_o, (0, c), acc_s[b, u])
 
 
-def backward_launch(params, model, inputs, options, store, terms, traces, grads, alloc,
-                    on_device=True):
+def backward_launch(params, synapses, model, inputs, options, store, terms, traces, grads,
+                    alloc, on_device=True):
     """As ``forward.forward_launch``: the time loop (which keeps lambda_I of layer 0 at every
-    step), then the input weight gradients. All samples add into chunk 0 of ``grads``."""
+    step, and lambda_V - lambda_I for learned input delays), then the input weight (and delay)
+    gradients. All samples add into chunk 0 of ``grads``."""
     B = inputs.in_ptr.shape[0]
     L, N = params.h_alpha.shape
     C = params.o_alpha.shape[0]
@@ -307,9 +436,14 @@ def backward_launch(params, model, inputs, options, store, terms, traces, grads,
     n_steps = model.n_steps
     dtype = np.dtype(params.W_out.dtype)
     lam_I_in = alloc("x_in", (B, n_steps, N), dtype)       # lambda_I of layer 0 per step
-    head = (lam_I_in, params, model, options, store, terms, traces, grads)
+    lam_diff_in = alloc("b_lamD_in", (B, n_steps, N) if grads.dd_in.shape[1] > 0 else (0, 0, 0),
+                        dtype)                             # lambda_V - lambda_I of layer 0
+    delayed = (synapses.D_fwd.shape[0] > 0 or synapses.D_rec.shape[0] > 0
+               or synapses.D_out.shape[0] > 0)
+    head = (lam_I_in, lam_diff_in, params, synapses, model, options, store, terms, traces, grads)
     empty = np.empty((0, 0), dtype)
-    T = (launch.block_size(_backward_kernel, dtype, U, head + (Scratch(*[empty] * 6),))
+    T = (launch.block_size(_backward_kernel, dtype, U,
+                           head + (Scratch(*[empty] * 6, np.empty((0, 0, 0), dtype)),))
          if on_device else launch.threads_per_block(U))
     post = (2 * U + T) * dtype.itemsize     # bytes of the postsynaptic adjoints + partial sums
     shared = post <= launch.SHARED_BYTES
@@ -318,9 +452,13 @@ def backward_launch(params, model, inputs, options, store, terms, traces, grads,
                       lam_b=alloc("b_lamb", (B, L * N), dtype),
                       acc_m=alloc("b_accm", (B, U), dtype),
                       acc_s=alloc("b_accs", (B, U), dtype),
-                      post_global=alloc("b_post", (0, 0) if shared else (B, 2 * U + T), dtype))
+                      post_global=alloc("b_post", (0, 0) if shared else (B, 2 * U + T), dtype),
+                      post_ring=alloc("b_ring", (B, int(synapses.n_slots), 2 * U) if delayed
+                                      else (0, 0, 0), dtype))
     loop = (_backward_kernel, (B, T, 0, post if shared else 0), head + (scratch,))
     blocks, threads = launch.input_launch(B, n_steps, N)
     input_gradients = (_input_gradient_kernel, (blocks, threads, 0, 0),
-                       (inputs.in_ptr, inputs.in_ch, params.tau_s_h, lam_I_in, grads.dW_in))
+                       (inputs.in_ptr, inputs.in_ch, params.W_in, params.tau_s_h, synapses.D_in,
+                        synapses.idx_in, synapses.len_in, lam_I_in, lam_diff_in, grads.dW_in,
+                        grads.dd_in))
     return [loop, input_gradients]

@@ -20,6 +20,18 @@ The lists live in shared memory (global memory when a sample has too many units 
 ``launch.SHARED_BYTES``); two barriers per step. Dropout and membrane noise use the
 counter-based hashes of ``models`` with the same coordinates (seed, sample, step, unit), so the
 draws are equal to the CPU's for any thread layout.
+
+Projections (``eventprop.projections``). A sparse projection keeps exact zeros at its absent
+synapses, and adding a zero changes no sum's value, so the forward pass gathers over the dense
+weights as without sparseness. Delays: with delayed inputs, ``_input_current_kernel`` adds each
+input weight into the step at which it arrives (x_in[b, s + D, j], a thread per (sample, neuron)
+going through the sample's input spikes in their order: the CPU's order). With delayed hidden or
+output projections, each unit has a ring buffer of the currents of its next S steps (``ring``
+(B, S, U) in global memory, slot a % S for step a), written and read by the unit's owner only: in
+the synapse phase of step n, the owner adds slot n % S (and zeroes it), then goes through the
+step's spikes in unit order, adding a weight without delay at once and one with delay D into slot
+(n + D) % S (dropped beyond the trial), which keeps the CPU's order of every addition. Networks
+without delays take the branch of before, which never touches the ring.
 """
 import math
 
@@ -34,16 +46,34 @@ from eventprop.models import (alif_imv, alif_threshold_decay, lif_imv, lif_membr
 
 
 @cuda.jit(cache=True)
-def _input_current_kernel(in_ptr, in_ch, W_in, x_in):
+def _input_current_kernel(in_ptr, in_ch, W_in, D_in, x_in):
     """x_in[b, n, j] = sum of W_in[c, j] over the input spikes c of sample b at step n, added
     in their order from zero (as the CPU kernels sum them). The inputs do not depend on the
     network's state, so this runs for all steps at once, before the time loop; blocks (b, part)
-    take the steps n = part, part + parts, ..., threads the neurons j."""
+    take the steps n = part, part + parts, ..., threads the neurons j.
+
+    With input delays (D_in not empty), the sum of the input spikes that arrive at step n: each
+    thread (blocks (b, part), threads and parts over the neurons j) zeroes x_in[b, :, j], then
+    goes through the input spikes of sample b in order (step s ascending, then the order of
+    in_ch), adding W_in[c, j] into x_in[b, s + D_in[c, j], j] (dropped beyond the trial)."""
     b = cuda.blockIdx.x
     n = cuda.blockIdx.y
     parts = cuda.gridDim.y
     n_steps, N = x_in.shape[1], x_in.shape[2]
     zero = W_in.dtype.type(0)
+    if D_in.shape[0] > 0:
+        j = cuda.threadIdx.x + n * cuda.blockDim.x
+        while j < N:
+            for a in range(n_steps):
+                x_in[b, a, j] = zero
+            for s in range(n_steps):
+                for k in range(in_ptr[b, s], in_ptr[b, s + 1]):
+                    c = in_ch[k]
+                    a = s + D_in[c, j]
+                    if a < n_steps:
+                        x_in[b, a, j] += W_in[c, j]
+            j += cuda.blockDim.x * parts
+        return
     while n < n_steps:
         k0 = in_ptr[b, n]
         k1 = in_ptr[b, n + 1]
@@ -57,10 +87,88 @@ def _input_current_kernel(in_ptr, in_ch, W_in, x_in):
         n += parts
 
 
+@launch.device_function
+def _delayed_synapse_phase(I, beta, x_0, x_1, x_in, W_fwd, W_rec, W_out, D_fwd, D_rec, D_out,
+                           lists, ring, b, t, T, R, L, N, U, n, n_steps, n_fired, slot, S,
+                           recurrent, fwd_delayed, rec_delayed, hidden_delayed, output_delayed):
+    """Phase 3 of step n (slot = n % S) with delays: each owned unit's current decays, takes the
+    input current (layer 0) and its ring buffer's slot of the step (zeroing it), then goes
+    through the hidden spikes of the step in unit order: a weight without delay is added at
+    once, one with delay D into slot (n + D) % S of the unit's ring (if n + D < n_steps)."""
+    real = W_out.dtype.type
+    LN = L * N
+    last = (L - 1) * N
+    for r in range(R):
+        u = t + r * T
+        if u < LN:
+            l = layer_of(u, N)
+            j = u - l * N
+            acc = real(synapse_decay(I[r], beta[r]))
+            if l == 0:
+                if r == 0:
+                    acc += x_0
+                elif r == 1:
+                    acc += x_1
+                else:
+                    acc += x_in[b, n, j]
+            if hidden_delayed:
+                acc += ring[b, slot, u]
+                ring[b, slot, u] = real(0)
+            for k in range(n_fired):
+                g = lists[LN + k]
+                l0 = layer_of(g, N)
+                if l0 > l:
+                    break                    # the list is in unit order
+                i0 = g - l0 * N
+                d = 0
+                if l0 == l - 1:
+                    w = W_fwd[l0, i0, j]
+                    if fwd_delayed:
+                        d = D_fwd[l0, i0, j]
+                elif recurrent and l0 == l:
+                    w = W_rec[l0, i0, j]
+                    if rec_delayed:
+                        d = D_rec[l0, i0, j]
+                else:
+                    continue
+                if d == 0:
+                    acc += w
+                elif n + d < n_steps:
+                    a = slot + d
+                    while a >= S:
+                        a -= S
+                    ring[b, a, u] += w
+            I[r] = acc
+        elif u < U:
+            c = u - LN
+            acc = real(synapse_decay(I[r], beta[r]))
+            if output_delayed:
+                acc += ring[b, slot, u]
+                ring[b, slot, u] = real(0)
+            for k in range(n_fired):
+                i0 = lists[LN + k] - last
+                if i0 < 0:
+                    continue
+                w = W_out[i0, c]
+                d = 0
+                if output_delayed:
+                    d = D_out[i0, c]
+                if d == 0:
+                    acc += w
+                elif n + d < n_steps:
+                    a = slot + d
+                    while a >= S:
+                        a -= S
+                    ring[b, a, u] += w
+            I[r] = acc
+
+
 @cuda.jit(cache=True)
-def _forward_kernel(x_in, params, model, options, store, traces, lists_global):
-    """The time loop of the forward pass: one block per sample (see the module doc)."""
+def _forward_kernel(x_in, params, synapses, model, options, store, traces, lists_global, ring):
+    """The time loop of the forward pass: one block per sample (see the module doc). ``ring``
+    (B, S, U): the units' ring buffers of delayed spikes ((0, 0, 0) without delays)."""
     W_fwd, W_rec, W_out = params.W_fwd, params.W_rec, params.W_out
+    D_fwd, D_rec, D_out = synapses.D_fwd, synapses.D_rec, synapses.D_out
     h_alpha, h_beta, h_c = params.h_alpha, params.h_beta, params.h_c
     o_alpha, o_beta, o_c = params.o_alpha, params.o_beta, params.o_c
     tau_m_h = params.tau_m_h
@@ -83,6 +191,14 @@ def _forward_kernel(x_in, params, model, options, store, traces, lists_global):
     R = (U + T - 1) // T             # units owned by each thread: u = t + r T, r < R
     recurrent = W_rec.shape[0] > 0
     cap = sp_idx.shape[1]
+    # delays of the hidden and output projections (the inputs' are in x_in already)
+    fwd_delayed = D_fwd.shape[0] > 0
+    rec_delayed = D_rec.shape[0] > 0
+    hidden_delayed = fwd_delayed or rec_delayed
+    output_delayed = D_out.shape[0] > 0
+    delayed = hidden_delayed or output_delayed
+    S = synapses.n_slots
+    slot = 0                         # n % S
     real = W_out.dtype.type         # float32 or float64, as the CPU kernel
     theta_r = real(theta)
     v_reset_r = real(v_reset)
@@ -133,6 +249,9 @@ def _forward_kernel(x_in, params, model, options, store, traces, lists_global):
             c_I[r] = o_c[c]
             beta[r] = o_beta[c]
             first_step[b, c] = -1
+        if delayed and u < U:
+            for a in range(S):
+                ring[b, a, u] = zero
     if t == 0:
         for k in range(4):
             n_list[k] = 0
@@ -245,6 +364,15 @@ def _forward_kernel(x_in, params, model, options, store, traces, lists_global):
         cuda.syncthreads()
         # 3. synapse phase: I(t_{n+1}) = beta I(t_n) + weights of the spikes of step n, added in
         # the CPU's order (inputs, then hidden spikes by unit); loads are issued four at a time
+        if delayed:
+            _delayed_synapse_phase(I, beta, x_0, x_1, x_in, W_fwd, W_rec, W_out, D_fwd, D_rec,
+                                   D_out, lists, ring, b, t, T, R, L, N, U, n, n_steps, n_fired,
+                                   slot, S, recurrent, fwd_delayed, rec_delayed, hidden_delayed,
+                                   output_delayed)
+            slot += 1
+            if slot == S:
+                slot = 0
+            continue
         for r in range(R):
             u = t + r * T
             if u < LN:
@@ -333,26 +461,35 @@ def _forward_kernel(x_in, params, model, options, store, traces, lists_global):
             V_out_tr[b, n_steps, u - LN] = V[r]
 
 
-def forward_launch(params, model, inputs, options, store, traces, alloc, on_device=True):
+def forward_launch(params, synapses, model, inputs, options, store, traces, alloc,
+                   on_device=True):
     """The kernels of the forward pass, in launch order, as ``launch.run`` takes them: the
     input currents of every step, then the time loop, on these records of device arrays (host
     arrays with ``on_device`` False: for compiling only). ``alloc(name, shape, dtype)`` gives
-    the scratch arrays."""
+    the scratch arrays (and the ring buffers of delayed spikes, B S U values)."""
     B = inputs.in_ptr.shape[0]
     L, N = params.h_alpha.shape
     C = params.o_alpha.shape[0]
     U = L * N + C
     n_steps = model.n_steps
-    x_in = alloc("x_in", (B, n_steps, N), params.W_in.dtype)   # input current of every step
-    blocks, threads = launch.input_launch(B, n_steps, N)
+    dtype = params.W_in.dtype
+    x_in = alloc("x_in", (B, n_steps, N), dtype)   # input current of every step
+    if synapses.D_in.shape[0] > 0:
+        blocks, threads = launch.neuron_launch(B, N)
+    else:
+        blocks, threads = launch.input_launch(B, n_steps, N)
     currents = (_input_current_kernel, (blocks, threads, 0, 0),
-                (inputs.in_ptr, inputs.in_ch, params.W_in, x_in))
-    head = (x_in, params, model, options, store, traces)
-    T = (launch.block_size(_forward_kernel, params.W_in.dtype, U,
-                           head + (np.empty((0, 0), np.int32),))
+                (inputs.in_ptr, inputs.in_ch, params.W_in, synapses.D_in, x_in))
+    delayed = (synapses.D_fwd.shape[0] > 0 or synapses.D_rec.shape[0] > 0
+               or synapses.D_out.shape[0] > 0)
+    ring = alloc("f_ring", (B, int(synapses.n_slots), U) if delayed else (0, 0, 0), dtype)
+    head = (x_in, params, synapses, model, options, store, traces)
+    T = (launch.block_size(_forward_kernel, dtype, U,
+                           head + (np.empty((0, 0), np.int32), np.empty((0, 0, 0), dtype)))
          if on_device else launch.threads_per_block(U))
     lists = (2 * L * N + U) * 4                   # bytes of the step's spike lists
     shared = lists + 16 <= launch.SHARED_BYTES    # with the four list lengths
     lists_global = alloc("f_lists", (0, 0) if shared else (B, lists // 4), np.int32)
-    loop = (_forward_kernel, (B, T, 0, 16 + (lists if shared else 0)), head + (lists_global,))
+    loop = (_forward_kernel, (B, T, 0, 16 + (lists if shared else 0)),
+            head + (lists_global, ring))
     return [currents, loop]

@@ -36,29 +36,29 @@ def _copy_back(copies):
                 x[...] = d.copy_to_host()
 
 
-def forward_batch(params, model, inputs, options, store, traces):
+def forward_batch(params, synapses, model, inputs, options, store, traces):
     """Forward pass of every sample of the batch on the GPU (as ``cpu.kernels.forward_batch``)."""
     if inputs.in_ptr.shape[0] == 0:
         return
-    (params, _), (inputs, _) = _on_device(params), _on_device(inputs)
+    (params, _), (synapses, _), (inputs, _) = (_on_device(r) for r in (params, synapses, inputs))
     (store, back_store), (traces, back_traces) = _on_device(store), _on_device(traces)
-    launch.run(forward_launch(params, model, inputs, options, store, traces,
+    launch.run(forward_launch(params, synapses, model, inputs, options, store, traces,
                               launch.new_array(True)))
     cuda.synchronize()
     _copy_back(back_store + back_traces)
 
 
-def backward_batch(params, model, inputs, options, store, terms, traces, grads):
+def backward_batch(params, synapses, model, inputs, options, store, terms, traces, grads):
     """Backward pass of every sample on the GPU (as ``cpu.kernels.backward_batch``). All samples
     accumulate (atomically) into chunk 0 of ``grads``; other chunks are left as they are, so the
     sum over chunks is the batch gradient."""
     if inputs.in_ptr.shape[0] == 0:
         return
-    params, inputs, store, terms, traces = (_on_device(r)[0]
-                                            for r in (params, inputs, store, terms, traces))
+    params, synapses, inputs, store, terms, traces = (
+        _on_device(r)[0] for r in (params, synapses, inputs, store, terms, traces))
     grads, back = _on_device(grads)
-    launch.run(backward_launch(params, model, inputs, options, store, terms, traces, grads,
-                               launch.new_array(True)))
+    launch.run(backward_launch(params, synapses, model, inputs, options, store, terms, traces,
+                               grads, launch.new_array(True)))
     cuda.synchronize()
     _copy_back(back)
 

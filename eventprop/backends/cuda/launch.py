@@ -75,6 +75,15 @@ def input_launch(B, n_steps, N):
     return (B, parts), min(256, 32 * (-(-N // 32)))
 
 
+def neuron_launch(B, N):
+    """Launch configuration of a kernel with a thread per (sample, neuron of layer 0): blocks
+    (sample, part of the neurons)."""
+    if config.ENABLE_CUDASIM:
+        return (B, 1), SIM_THREADS
+    threads = min(128, 32 * (-(-N // 32)))
+    return (B, -(-N // threads)), threads
+
+
 def flat_launch(size):
     """(blocks, threads) of an elementwise kernel over ``size`` elements."""
     if config.ENABLE_CUDASIM:
@@ -95,6 +104,18 @@ def new_array(on_device):
     if on_device:
         return lambda name, shape, dtype: cuda.device_array(shape, dtype)
     return lambda name, shape, dtype: np.empty(shape, dtype)
+
+
+def device_function(f):
+    """A device function for the kernels, inlined where a kernel calls it: an ``njit`` function
+    with ``inline="always"`` (numba's CUDA target compiles it from its Python source into the
+    calling kernel, which needs no GPU to compile, as ``compile_ptx`` does; a
+    ``cuda.jit(device=True)`` function asks the GPU for its compute capability); under the
+    simulator, where an ``njit`` function would run compiled for the CPU and cannot take the
+    simulator's arrays, a simulated device function."""
+    if config.ENABLE_CUDASIM:
+        return cuda.jit(device=True)(f)
+    return numba.njit(inline="always")(f)
 
 
 @numba.njit(inline="always")

@@ -2,8 +2,10 @@
 
 ``_adam_kernel`` applies ``optim.adam_update`` (the host optimiser's own update, compiled for the
 device) to every element; ``_time_constant_kernel``, for trained time constants, applies the lower
-bounds and then recomputes the per-step constants from ``models.lif_coefficients``. So a training
-epoch copies weights and moments back only at its end.
+bounds and then recomputes the per-step constants from ``models.lif_coefficients``;
+``_delay_steps_kernel``, for delays, clips trained delays to [0, max_delay] and recomputes their
+integer steps with ``projections.delay_steps``. So a training epoch copies weights and moments
+back only at its end.
 """
 import numpy as np
 from numba import cuda
@@ -11,6 +13,7 @@ from numba import cuda
 from eventprop.backends.cuda import launch
 from eventprop.models import lif_coefficients
 from eventprop.optim import adam_update
+from eventprop.projections import delay_steps
 
 
 @cuda.jit(cache=True)
@@ -49,6 +52,25 @@ def _time_constant_kernel(tau_m, tau_s, min_tau_m, min_tau_s, dt, alpha, beta, c
         d[k] = real(d_)
 
 
+@cuda.jit(cache=True)
+def _delay_steps_kernel(d, D, max_delay, dt, clip):
+    """Delays d (ms, flat) and their steps D (int32): with ``clip``, d kept within
+    [0, max_delay] first (as ``EventPropNetwork.clip_delays``); then D = ``delay_steps(d, dt)``
+    (in float64, as ``projections.delay_steps_array`` on the host)."""
+    real = d.dtype.type
+    start = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    for k in range(start, d.shape[0], stride):
+        x = d[k]
+        if clip:
+            if x < real(0):
+                x = real(0)
+            if x > real(max_delay):
+                x = real(max_delay)
+            d[k] = x
+        D[k] = delay_steps(np.float64(x), dt)
+
+
 def _flat(x):
     return x.reshape(x.size)
 
@@ -67,3 +89,11 @@ def time_constants(tau_m, tau_s, min_tau_m, min_tau_s, dt, alpha, beta, c, d):
         _time_constant_kernel[blocks, threads](
             _flat(tau_m), _flat(tau_s), float(min_tau_m), float(min_tau_s), float(dt),
             _flat(alpha), _flat(beta), _flat(c), _flat(d))
+
+
+def delays(d, D, max_delay, dt, clip):
+    """``_delay_steps_kernel`` on the device arrays of one projection's delays and steps."""
+    if d.size:
+        blocks, threads = launch.flat_launch(d.size)
+        _delay_steps_kernel[blocks, threads](_flat(d), _flat(D), float(max_delay), float(dt),
+                                             bool(clip))

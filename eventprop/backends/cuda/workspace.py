@@ -187,6 +187,10 @@ class Workspace:
         entry = self._params.get(name)
         return entry is not None and entry[1] is not None and _same_key(entry[1], key)
 
+    def device_param(self, name):
+        """The device copy of parameter ``name`` as it is (uploaded before by ``param``)."""
+        return self._params[name][0]
+
     def param_to_host(self, name, host):
         """Copy the device copy of parameter ``name`` into the host array ``host`` (in
         place), e.g. after optimiser steps on the device."""
@@ -234,11 +238,12 @@ class Workspace:
         return _NO_PHASE if self.profile is None else _Phase(self.profile, name)
 
     # --- kernels ---------------------------------------------------------------------------
-    def forward(self, params, model, inputs, options, capacity, clear_store=False):
+    def forward(self, params, synapses, model, inputs, options, capacity, clear_store=False):
         """Forward pass of the batch on device records, with room for ``capacity`` stored spikes
         per sample. Returns its (SpikeStore, Traces) of buffers. ``clear_store``: zero the
         spike store first (its elements beyond the stored spikes are then zero, as in a new
-        host array)."""
+        host array). The ring buffers of delayed spikes are buffers too ("f_ring", and
+        "b_ring" in the backward pass), counted by ``nbytes``."""
         B = inputs.in_ptr.shape[0]
         L, N = params.h_alpha.shape
         C = params.o_alpha.shape[0]
@@ -265,26 +270,24 @@ class Workspace:
         self.clear_packed("counters")
         if clear_store:
             self.zero(store.sp_idx, store.sp_imv, store.sp_b)
-        launch.run(forward_launch(params, model, inputs, options, store, traces, self.buffer))
+        launch.run(forward_launch(params, synapses, model, inputs, options, store, traces,
+                                  self.buffer))
         return store, traces
 
-    def backward(self, params, model, inputs, options, store, terms, traces, n_input):
-        """Backward pass on device records (``n_input``: rows of the input weights). Returns
-        the batch ``Gradients``, device arrays of shape (1, ...) in one packed buffer ("grads":
-        ``fetch_parts("grads")`` copies them back), zeroed before the kernels add into them."""
+    def backward(self, params, synapses, model, inputs, options, store, terms, traces, shapes):
+        """Backward pass on device records; ``shapes``: those of the ``Gradients`` fields
+        (``base.gradient_shapes``). Returns the batch ``Gradients``, device arrays of shape
+        (1, ...) in one packed buffer ("grads": ``fetch_parts("grads")`` copies them back),
+        zeroed before the kernels add into them."""
         B = inputs.in_ptr.shape[0]
         dtype = np.dtype(params.W_out.dtype)
-        N = params.h_alpha.shape[1]
-        shapes = ((1, int(n_input), N),) + tuple(
-            (1,) + tuple(a.shape) for a in (params.W_fwd, params.W_rec, params.W_out,
-                                            params.tau_m_h, params.tau_s_h, params.tau_m_o,
-                                            params.tau_s_o))
+        shapes = tuple((1,) + tuple(int(n) for n in shape) for shape in shapes)
         grads = Gradients(**self.packed("grads", dtype, tuple(zip(Gradients._fields, shapes))))
         self.clear_packed("grads")
         if B == 0:
             return grads
-        launch.run(backward_launch(params, model, inputs, options, store, terms, traces, grads,
-                                   self.buffer))
+        launch.run(backward_launch(params, synapses, model, inputs, options, store, terms, traces,
+                                   grads, self.buffer))
         return grads
 
 
