@@ -9,9 +9,9 @@ per batch. Configurations (each in a fresh process, so that its peak memory is i
     delays-H    700 inputs, H recurrent hidden neurons, learned input delays U(0, 150 ms) and
                 recurrent delays (from 0), MAX_DELAY_MS 150 (the delays_SHD preset's shape)
     dense-1024, p10-1024, p1-1024
-                1024 recurrent hidden neurons; input->hidden and recurrent projections dense, or
-                with connection probability 10 % / 1 % (weight means scaled by 1/p, so the
-                neurons get about the same input)
+                1024 recurrent hidden neurons; the recurrent projection dense, or with connection
+                probability 10 % / 1 % (weight std scaled by 1/sqrt(p): recurrent input of the
+                same variance, so about the same activity)
 
 Reports the time per batch (median of --repeats after a first call that compiles or loads the
 kernels), per epoch of 7644 samples, hidden spikes per sample and peak memory (host RSS; on the
@@ -75,10 +75,8 @@ def network(config, args):
                   max_delay=150.0, train_delays=True)
     elif kind.startswith("p"):
         q = float(kind[1:]) / 100
-        kw = dict(connectivity={"input_hidden": {"probability": q},
-                                "hidden_hidden": {"probability": q}})
-        init["input_hidden"] = (0.03 / q, 0.01 / q)
-        init["hidden_hidden"] = (0.0, 0.02 / q)
+        kw = dict(connectivity={"hidden_hidden": {"probability": q}})
+        init["hidden_hidden"] = (0.0, 0.02 / q ** 0.5)
     net = EventPropNetwork(n_in, hidden, N_OUT, recurrent=True, dt=1.0, trial_ms=args.steps,
                            loss_type="sum_weigh_exp", n_batch=args.batch, n_max_spike=1500,
                            seed=2, init=init, backend=args.backend, **kw)
