@@ -112,19 +112,9 @@ def checked_params(name):
 
 
 def exact_losses(net, params, times, loss_types, input_g):
-    """Spike counts (hidden, output) and the batch-mean exact loss of every loss type."""
-    loss_params = dict(tau_0=net.tau_0, tau_1=net.tau_1, alpha=net.alpha)
-    res = er.simulate_exact(exact_net(net, params), times, T)
-    hidden = np.array([[[s.size for s in layer] for layer in r["hidden_spikes"]] for r in res])
-    output = np.array([[s.size for s in r["output_spikes"]] for r in res])
-    values = {}
-    for lt in loss_types:
-        per_sample = []
-        for b, (r, y) in enumerate(zip(res, LABELS)):
-            lp = input_g[b] if lt == "sum_weigh_input" else loss_params
-            per_sample.append(er.sample_loss(r, int(y), T, lt, lp))
-        values[lt] = float(np.mean(per_sample))
-    return (hidden, output), values
+    """Spike counts (hidden, output) and the batch-mean exact loss of every loss type, for
+    ``net`` with the parameter arrays ``params``."""
+    return teg.exact_losses(net, times, loss_types, input_g, exact_net(net, params))
 
 
 @functools.lru_cache(maxsize=None)

@@ -130,11 +130,12 @@ def input_readout_weights(times, dt, tau_acc):
     return [dict(g=g_of(a), g_breaks=breaks) for a in acc]
 
 
-def exact_losses(net, times, loss_types, input_g):
+def exact_losses(net, times, loss_types, input_g, description=None):
     """Spike counts (hidden, output) and the batch-mean exact loss of every loss type, from one
-    exact simulation of ``net`` (first-spike loss parameters taken from the engine network)."""
+    exact simulation of ``net`` (first-spike loss parameters taken from the engine network), or
+    of the exact simulation's network ``description`` when given."""
     loss_params = dict(tau_0=net.tau_0, tau_1=net.tau_1, alpha=net.alpha)
-    res = er.simulate_exact(exact_net(net), times, T)
+    res = er.simulate_exact(exact_net(net) if description is None else description, times, T)
     hidden = np.array([[[s.size for s in layer] for layer in r["hidden_spikes"]] for r in res])
     output = np.array([[s.size for s in r["output_spikes"]] for r in res])
     values = {}

@@ -88,6 +88,20 @@ def _input_current_kernel(in_ptr, in_ch, W_in, D_in, x_in):
 
 
 @launch.device_function
+def _add_or_delay(acc, w, d, ring, b, u, slot, S, n, n_steps):
+    """acc + w for a synapse without delay; with delay d, w goes into slot (n + d) % S of unit
+    u's ring instead (dropped beyond the trial). Returns acc."""
+    if d == 0:
+        return acc + w
+    if n + d < n_steps:
+        a = slot + d
+        while a >= S:
+            a -= S
+        ring[b, a, u] += w
+    return acc
+
+
+@launch.device_function
 def _delayed_synapse_phase(I, beta, x_0, x_1, x_in, W_fwd, W_rec, W_out, D_fwd, D_rec, D_out,
                            lists, ring, b, t, T, R, L, N, U, n, n_steps, n_fired, slot, S,
                            recurrent, fwd_delayed, rec_delayed, hidden_delayed, output_delayed):
@@ -131,13 +145,7 @@ def _delayed_synapse_phase(I, beta, x_0, x_1, x_in, W_fwd, W_rec, W_out, D_fwd, 
                         d = D_rec[l0, i0, j]
                 else:
                     continue
-                if d == 0:
-                    acc += w
-                elif n + d < n_steps:
-                    a = slot + d
-                    while a >= S:
-                        a -= S
-                    ring[b, a, u] += w
+                acc = _add_or_delay(acc, w, d, ring, b, u, slot, S, n, n_steps)
             I[r] = acc
         elif u < U:
             c = u - LN
@@ -153,13 +161,7 @@ def _delayed_synapse_phase(I, beta, x_0, x_1, x_in, W_fwd, W_rec, W_out, D_fwd, 
                 d = 0
                 if output_delayed:
                     d = D_out[i0, c]
-                if d == 0:
-                    acc += w
-                elif n + d < n_steps:
-                    a = slot + d
-                    while a >= S:
-                        a -= S
-                    ring[b, a, u] += w
+                acc = _add_or_delay(acc, w, d, ring, b, u, slot, S, n, n_steps)
             I[r] = acc
 
 
