@@ -9,9 +9,10 @@ per batch. Configurations (each in a fresh process, so that its peak memory is i
     delays-H    700 inputs, H recurrent hidden neurons, learned input delays U(0, 150 ms) and
                 recurrent delays (from 0), MAX_DELAY_MS 150 (the delays_SHD preset's shape)
     dense-1024, p10-1024, p1-1024
-                1024 recurrent hidden neurons; the recurrent projection dense, or with connection
-                probability 10 % / 1 % (weight std scaled by 1/sqrt(p): recurrent input of the
-                same variance, so about the same activity)
+                1024 recurrent hidden neurons; the input and recurrent projections dense, or
+                both with connection probability 10 % / 1 % (recurrent weight std scaled by
+                1/sqrt(p), input weight mean by about 1/p: about the same activity, 16,000
+                hidden spikes per sample)
 
 Reports the time per batch (median of --repeats after a first call that compiles or loads the
 kernels), per epoch of 7644 samples, hidden spikes per sample and peak memory (host RSS; on the
@@ -41,6 +42,9 @@ EPOCH_SAMPLES = 7644
 N_IN, N_OUT = 700, 20
 CONFIGS = ("line-256", "delays-256", "line-512", "delays-512", "dense-1024", "p10-1024",
            "p1-1024")
+# sparse input weights: mean 0.03 m / p, with m chosen so that the hidden spikes per sample match
+# the dense network's (fewer, larger input synapses make a noisier input current)
+INPUT_MEAN_SCALE = {"p10": 0.96, "p1": 0.75}
 ROWS_MARKER = "<!-- delay rows: bench/bench_delays.py --write adds rows above -->\n"
 
 
@@ -75,8 +79,10 @@ def network(config, args):
                   max_delay=150.0, train_delays=True)
     elif kind.startswith("p"):
         q = float(kind[1:]) / 100
-        kw = dict(connectivity={"hidden_hidden": {"probability": q}})
+        kw = dict(connectivity={"input_hidden": {"probability": q},
+                                "hidden_hidden": {"probability": q}})
         init["hidden_hidden"] = (0.0, 0.02 / q ** 0.5)
+        init["input_hidden"] = (0.03 * INPUT_MEAN_SCALE[kind] / q, 0.01 / q ** 0.5)
     net = EventPropNetwork(n_in, hidden, N_OUT, recurrent=True, dt=1.0, trial_ms=args.steps,
                            loss_type="sum_weigh_exp", n_batch=args.batch, n_max_spike=1500,
                            seed=2, init=init, backend=args.backend, **kw)

@@ -16,7 +16,9 @@ Every projection is dense unless ``connectivity`` says otherwise:
 A sparse projection keeps its weights in the dense array, with zeros where there is no synapse,
 and the list of its existing synapses per presynaptic neuron (``Connectivity``): the engines
 visit only those, so a spike costs work in proportion to its synapses, and the gradients of
-absent synapses are zero, which leaves them at zero under Adam.
+absent synapses are zero, which leaves them at zero under Adam. The CPU engine reads and writes
+a sparse projection's weights, delays and gradients by row of existing synapses (``compact``,
+``expand``), contiguous in memory.
 
 A projection with delays has one delay d (ms) per synapse, in [0, max_delay]. A spike of step n
 (the engine's spike at t_{n+1}) reaches the postsynaptic current at t_{n+1+D},
@@ -133,3 +135,25 @@ def dense(shape):
     rank = len(shape)
     return Connectivity(None, np.zeros((0,) * rank, dtype=np.int32),
                         np.zeros((0,) * (rank - 1), dtype=np.int32))
+
+
+def compact(values, conn):
+    """The per-synapse ``values`` (..., n_pre, n_post) of a sparse projection by row of existing
+    synapses (..., n_pre, K): entry k of row i is the synapse onto ``conn.post_index[i, k]``,
+    zero beyond the row's length. The CPU engine keeps a sparse projection's weights, delays and
+    their gradients in this form, so that a spike reads and writes contiguous memory. Leading
+    axes beyond the projection's (chunks of gradients) are kept."""
+    index = np.broadcast_to(conn.post_index, values.shape[:-1] + conn.post_index.shape[-1:])
+    rows = np.take_along_axis(values, index, axis=-1)
+    rows[..., np.arange(rows.shape[-1]) >= conn.row_length[..., None]] = 0
+    return rows
+
+
+def expand(rows, conn):
+    """The inverse of ``compact``: (..., n_pre, n_post) values, zero where there is no
+    synapse."""
+    values = np.zeros(conn.mask.shape, dtype=rows.dtype)
+    existing = np.arange(rows.shape[-1]) < conn.row_length[..., None]
+    *row, k = np.nonzero(existing)
+    values[(*row, conn.post_index[existing])] = rows[existing]
+    return values

@@ -39,7 +39,9 @@ import pytest
 from numba import cuda
 
 from cuda_simulator import SIMULATOR, needs_cuda, run_under_simulator, runs_only_without_cuda
-from eventprop.backends import CpuBackend, select_backend
+from eventprop import projections
+from eventprop.backends import CpuBackend, base, select_backend
+from eventprop.backends.cpu.backend import SHORT, host_parameters
 from eventprop.backends.cpu import kernels as cpu_kernels
 from eventprop.backends.cuda import CudaBackend
 from eventprop.backends.cuda import backend as cuda_backend
@@ -63,15 +65,31 @@ def copy_record(record):
 
 class TwinKernels:
     """The kernels of a CPU backend for the tests: runs the CPU kernels and the CUDA kernels
-    (``cuda.host``) on the same records."""
+    (``cuda.host``) on the same records. The CPU kernels take sparse projections by row of
+    existing synapses (``cpu.backend.sparse_weights``): the CUDA kernels get the network's
+    dense records instead (``net``), and their gradients are compared in the CPU's layout."""
 
-    def __init__(self):
+    def __init__(self, net=None):
+        self.net = net
         self.calls = []
 
     def _run(self, name, args):
         copies = [copy_record(a) for a in args]
+        sparse = self.net is not None and self.net.connectivity
+        if sparse:
+            copies[0], copies[1] = host_parameters(self.net), self.net.synapses()
+            if name == "backward_batch":
+                dense = base.gradient_shapes(self.net, copies[0])
+                copies[GRADS] = Gradients(*(np.zeros((g.shape[0],) + shape, dtype=g.dtype)
+                                            for g, shape in zip(args[GRADS], dense)))
         getattr(cuda_host, name)(*copies)
         getattr(cpu_kernels, name)(*args)
+        if sparse and name == "backward_batch":
+            copies[GRADS] = copies[GRADS]._replace(**{
+                key: projections.compact(getattr(copies[GRADS], key), conn)
+                for proj, conn in self.net.connectivity.items()
+                for key in ("dW_" + SHORT[proj], "dd_" + SHORT[proj])
+                if getattr(copies[GRADS], key).size})
         self.calls.append((name, args, copies))
 
     def forward_batch(self, *args):

@@ -121,16 +121,45 @@ def test_connectivity_draws():
     assert not np.array_equal(other.connectivity["hidden_hidden"].mask, rec)
 
 
-def test_sparse_network_equals_dense_network_with_the_absent_weights_zero():
+def test_compact_rows_and_back():
+    """``projections.compact`` keeps a sparse projection's values by row of existing synapses
+    (zero beyond a row's length, leading axes kept), and ``expand`` puts them back, zero where
+    there is no synapse: a synapse onto neuron 0 is not overwritten by a row's padding."""
+    rng = np.random.default_rng(4)
+    mask = rng.random((2, 7, 9)) < 0.4
+    mask[0, :, 0] = True                             # every row of layer 0 reaches neuron 0
+    mask[1, 3] = False                               # an empty row
+    mask[1, 4] = True                                # a full row
+    conn = projections.connectivity_of(mask)
+    values = rng.normal(size=mask.shape)
+    rows = projections.compact(values, conn)
+    assert rows.shape == (2, 7, 9)
+    for l, i in np.ndindex(2, 7):
+        n = conn.row_length[l, i]
+        np.testing.assert_array_equal(rows[l, i, :n], values[l, i][mask[l, i]])
+        assert not rows[l, i, n:].any()
+    np.testing.assert_array_equal(projections.expand(rows, conn), np.where(mask, values, 0.0))
+    chunks = rng.normal(size=(3,) + mask.shape)      # gradient chunks: a leading axis
+    np.testing.assert_array_equal(projections.compact(chunks, conn)[2],
+                                  projections.compact(chunks[2], conn))
+
+
+DELAYED = {"hidden_hidden": (0.0, 6.0)}
+EVERY_DELAY = {name: (0.0, 6.0) for name in ALL}
+SPARSE = {"hidden_hidden": {"probability": 0.3}, "input_hidden": {"probability": 0.5},
+          "hidden_output": {"probability": 0.7}}
+EVERY_SPARSE = dict(SPARSE, hidden_hiddenfwd={"inputs_per_neuron": 6})
+
+
+@pytest.mark.parametrize("delays, conn", [(DELAYED, SPARSE), (EVERY_DELAY, EVERY_SPARSE),
+                                          ({}, EVERY_SPARSE)])
+def test_sparse_network_equals_dense_network_with_the_absent_weights_zero(delays, conn):
     """A sparse projection visits only its synapses; the result equals the dense network whose
     weights are zero where the sparse one has no synapse (to rounding: same sums, fewer
-    zero terms)."""
-    conn = {"hidden_hidden": {"probability": 0.3}, "input_hidden": {"probability": 0.5},
-            "hidden_output": {"probability": 0.7}}
-    sparse = network(dtype=np.float64, connectivity=conn,
-                     delays={"hidden_hidden": (0.0, 6.0)}, train_delays=True, max_delay=6.0)
-    dense = network(dtype=np.float64, delays={"hidden_hidden": (0.0, 6.0)}, train_delays=True,
-                    max_delay=6.0)
+    zero terms), with and without (learned) delays on each projection."""
+    learn = dict(delays=delays, train_delays=True, max_delay=6.0) if delays else {}
+    sparse = network(dtype=np.float64, connectivity=conn, **learn)
+    dense = network(dtype=np.float64, **learn)
     dense.set_params({k: v for k, v in sparse.params.items()})
     a, b = run(sparse), run(dense)
     assert np.array_equal(a.hidden_counts, b.hidden_counts)

@@ -4,11 +4,11 @@ import os
 import numba
 import numpy as np
 
-from eventprop import losses
+from eventprop import losses, projections
 from eventprop.backends import base, threads
 from eventprop.backends.cpu import kernels as cpu_kernels
-from eventprop.backends.records import (DELAY_GRADIENTS, PARAMETER_OF, Gradients, Inputs,
-                                        Parameters, SpikeStore, Traces)
+from eventprop.backends.records import (DELAY_GRADIENTS, FIELD_OF, PARAMETER_OF, Gradients,
+                                        Inputs, Parameters, SpikeStore, Traces)
 
 # The backward pass sums the batch gradient over this many chunks of consecutive samples (fewer in
 # a smaller batch), on any number of threads: the same additions in the same order on 1 thread or
@@ -36,6 +36,28 @@ def host_parameters(net):
                       p["tau_syn_output"])
 
 
+SHORT = dict(zip(projections.PROJECTIONS, ("in", "fwd", "rec", "out")))   # Synapses fields
+# the projection of each weight and delay gradient
+PROJECTION_OF = {key: name for name in projections.PROJECTIONS
+                 for key in ("dW_" + SHORT[name], "dd_" + SHORT[name])}
+
+
+def sparse_weights(net, params):
+    """``params`` with the weights of sparse projections by row of existing synapses
+    (``projections.compact``), the layout of the CPU kernels."""
+    return params._replace(**{
+        FIELD_OF[projections.WEIGHT_OF[name]]:
+        projections.compact(getattr(params, FIELD_OF[projections.WEIGHT_OF[name]]), conn)
+        for name, conn in net.connectivity.items()})
+
+
+def sparse_delays(net, synapses):
+    """``synapses`` with the delay steps of sparse projections by row of existing synapses."""
+    return synapses._replace(**{
+        "D_" + SHORT[name]: projections.compact(getattr(synapses, "D_" + SHORT[name]), conn)
+        for name, conn in net.connectivity.items() if getattr(synapses, "D_" + SHORT[name]).size})
+
+
 class CpuBackend(base.Backend):
     """Every array on the host; samples in parallel over the process's numba threads: the cores
     the process may use, or the count of ``threads.use_threads``, fewer for a trial with little
@@ -48,6 +70,7 @@ class CpuBackend(base.Backend):
     def __init__(self, kernels=cpu_kernels):
         self.kernels = kernels
         self._last_grads = None
+        self._synapses = (None, None)      # (the network's Synapses, their sparse_delays)
         if threads.engine_threads is None and "NUMBA_NUM_THREADS" not in os.environ:
             threads.use_threads()
 
@@ -60,8 +83,7 @@ class CpuBackend(base.Backend):
             updates = (inputs.in_ch.shape[0] + B * n_steps) * (L * N + C)
             numba.set_num_threads(max(1, min(threads.engine_threads,
                                               updates // UPDATES_PER_THREAD)))
-        params = host_parameters(net)
-        synapses = net.synapses()
+        params, synapses = self._kernel_records(net)
         model = base.model_constants(net)
         options = base.trial_options(net, trial)
         shape_tr = (B, n_steps, L, N) if options.keep_traces else (0, 0, 0, 0)
@@ -99,6 +121,17 @@ class CpuBackend(base.Backend):
         return base.TrialResult(terms, (hidden_counts, output_counts), store.n_unstored, grads,
                                 store.first_step, traces, spikes)
 
+    def _kernel_records(self, net):
+        """The ``records.Parameters`` and ``records.Synapses`` of ``net`` in the kernels'
+        layout (``sparse_weights``, ``sparse_delays``; the delay steps compacted again only
+        when they change)."""
+        params, synapses = host_parameters(net), net.synapses()
+        if not net.connectivity:
+            return params, synapses
+        if self._synapses[0] is not synapses:
+            self._synapses = (synapses, sparse_delays(net, synapses))
+        return sparse_weights(net, params), self._synapses[1]
+
     @staticmethod
     def _loss_terms(net, in_ptr, V_out, first_step, labels, learn):
         """``losses.output_terms`` of the trial, on the host."""
@@ -114,7 +147,8 @@ class CpuBackend(base.Backend):
 
     def _backward(self, net, params, synapses, model, inputs, options, store, terms, traces):
         """The batch gradients by parameter name: the sum of the gradients of
-        ``GRADIENT_CHUNKS`` chunks of samples, in chunk order."""
+        ``GRADIENT_CHUNKS`` chunks of samples, in chunk order (those of sparse projections
+        back in the parameters' dense shape, zero where there is no synapse)."""
         B = inputs.in_ptr.shape[0]
         K = max(1, min(B, GRADIENT_CHUNKS))
         dtype = params.W_out.dtype
@@ -122,8 +156,14 @@ class CpuBackend(base.Backend):
                             for shape in base.gradient_shapes(net, params)))
         self.kernels.backward_batch(params, synapses, model, inputs, options, store, terms,
                                     traces, grads)
-        return {PARAMETER_OF[key]: g.sum(axis=0) for key, g in zip(Gradients._fields, grads)
-                if key not in DELAY_GRADIENTS or g.size}
+        sums = {}
+        for key, g in zip(Gradients._fields, grads):
+            if key in DELAY_GRADIENTS and not g.size:
+                continue
+            g = g.sum(axis=0)
+            conn = net.connectivity.get(PROJECTION_OF.get(key))
+            sums[PARAMETER_OF[key]] = g if conn is None else projections.expand(g, conn)
+        return sums
 
     def adam_step(self, net, adam, eta, names, grads=None):
         adam.step(net.params, self._last_grads if grads is None else grads, eta, names)

@@ -58,99 +58,110 @@ def _take_next(typingctx, counter):
 
 # ----------------------------------------------------------------------------------------------
 # Projections (``eventprop.projections``): a spike's synapses, dense or sparse, with or without
-# delays. ``idx`` / ``n_syn``: the postsynaptic neurons of a sparse projection's row (empty when
-# dense); ``D``: the row's delay steps (empty without delays); ``buf`` (S, n_post): the ring
-# buffer of the targets' currents of the next S steps, slot a % S for step a.
+# delays. A dense row holds one entry per postsynaptic neuron j; a sparse row holds its existing
+# synapses only (``projections.compact``): entry k is the synapse onto j = idx[k], k < n_syn,
+# for the weight w, its gradient dw, the delay steps D and their gradient dd alike. Arrays of
+# the postsynaptic neurons (I, the ring buffer ``buf`` (S, n_post) of the targets' currents of
+# the next S steps, slot a % S for step a, and the adjoints) are indexed by j. ``D`` is empty
+# without delays.
 # ----------------------------------------------------------------------------------------------
 
 @njit(cache=True, inline="always")
 def _deliver(w, I, D, idx, n_syn, buf, n, n_steps):
-    """Synapse phase of a spike of step n: I_j(t_{n+1}) += w_j for a synapse without delay, or
-    buf[n + D_j] += w_j to be added at step n + D_j (dropped beyond the trial)."""
+    """Synapse phase of a spike of step n: I_j(t_{n+1}) += w for a synapse without delay, or
+    buf[n + D] += w to be added at step n + D (dropped beyond the trial)."""
     sparse = idx.shape[0] > 0
-    if not sparse and D.shape[0] == 0:
-        for j in range(w.shape[0]):
-            I[j] += w[j]
+    if D.shape[0] == 0:
+        if sparse:
+            for k in range(n_syn):
+                I[idx[k]] += w[k]
+        else:
+            for j in range(w.shape[0]):
+                I[j] += w[j]
         return
     S = buf.shape[0]
     now = n % S                      # slot of step n; slot of step n + D: now + D, wrapped
     for k in range(n_syn if sparse else w.shape[0]):
         j = idx[k] if sparse else k
-        if D.shape[0] > 0 and D[j] > 0:
-            if n + D[j] < n_steps:
-                slot = now + D[j]
-                buf[slot - S if slot >= S else slot, j] += w[j]
+        if D[k] > 0:
+            if n + D[k] < n_steps:
+                slot = now + D[k]
+                buf[slot - S if slot >= S else slot, j] += w[k]
         else:
-            I[j] += w[j]
+            I[j] += w[k]
 
 
 @njit(cache=True, inline="always")
 def _deliver_input(w, D, idx, n_syn, buf, n, n_steps):
-    """An input spike of step n: buf[n + D_j] += w_j (D_j = 0 included: the input currents of
-    a step are summed from zero, then added, as without delays)."""
+    """An input spike of step n: buf[n + D] += w (D = 0 included: the input currents of a step
+    are summed from zero, then added, as without delays)."""
     sparse = idx.shape[0] > 0
     S = buf.shape[0]
     now = n % S
+    if D.shape[0] == 0 and sparse:
+        x = buf[now]
+        for k in range(n_syn):
+            x[idx[k]] += w[k]
+        return
     for k in range(n_syn if sparse else w.shape[0]):
         j = idx[k] if sparse else k
-        d = D[j] if D.shape[0] > 0 else 0
+        d = D[k] if D.shape[0] > 0 else 0
         if n + d < n_steps:
             slot = now + d
-            buf[slot - S if slot >= S else slot, j] += w[j]
+            buf[slot - S if slot >= S else slot, j] += w[k]
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _adjoint_row(rev, w, dw, diff, lam_I, tau_s, n):
+def _adjoint_row(rev, w, dw, diff, tau_lam_I, n):
     """rev + sum_j w_j diff_j (the reverse current), and dw_j -= tau_s,j lambda_I,j, over
     j < n. Not inlined: every caller runs this one compiled loop, so its sum is rounded alike
     for a dense row and for a sparse row that has every synapse."""
     for j in range(n):
         rev += w[j] * diff[j]
-        dw[j] -= tau_s[j] * lam_I[j]
+        dw[j] -= tau_lam_I[j]
     return rev
 
 
 @njit(cache=True, inline="always")
-def _backward_synapses(rev, w, dw, dd, D, idx, n_syn, post_diff, post_lam_I, tau_s, m,
-                       n_steps):
+def _backward_synapses(rev, w, dw, dd, D, idx, n_syn, post_diff, post_tau_lam_I, m, n_steps):
     """Backward pass of a spike of step m through one row of synapses: the gradient samples
     dW_ij -= tau_s,j lambda_I,j and (learned delays) dd_ij += w_ij (lambda_V,j - lambda_I,j),
     and the reverse current rev += w_ij (lambda_V,j - lambda_I,j), with the postsynaptic
-    adjoints at the spike's arrival t_{m+1+D_ij} (``post_*[a % S]`` holds those at t_{a+1});
-    returns rev. A synapse that arrives after the last step it could change adds nothing. A
-    projection whose delays are all zero comes without delay steps (``network.synapses``), so
-    it runs exactly as without delays."""
+    adjoints at the spike's arrival t_{m+1+D_ij} (``post_*[a % S]`` holds those at t_{a+1};
+    ``post_tau_lam_I`` holds tau_s,j lambda_I,j); returns rev. A synapse that arrives after the
+    last step it could change adds nothing. A projection whose delays are all zero comes
+    without delay steps (``network.synapses``), so it runs exactly as without delays."""
     sparse = idx.shape[0] > 0
     learn_delays = dd.shape[0] > 0
     S = post_diff.shape[0]
     now = m % S                      # slot of step m; of step m + D: now + D, wrapped
     if D.shape[0] == 0:
-        pd, pI = post_diff[now], post_lam_I[now]
-        if not sparse or n_syn == w.shape[0]:       # dense, or a sparse row with them all
-            rev = _adjoint_row(rev, w, dw, pd, pI, tau_s, w.shape[0])
+        pd, pq = post_diff[now], post_tau_lam_I[now]
+        if not sparse or n_syn == pd.shape[0]:      # dense, or a sparse row with them all
+            rev = _adjoint_row(rev, w, dw, pd, pq, pd.shape[0])
             if learn_delays:
-                for j in range(w.shape[0]):
+                for j in range(pd.shape[0]):
                     dd[j] += w[j] * pd[j]
             return rev
         for k in range(n_syn):       # a sparse row: its synapses only
             j = idx[k]
-            rev += w[j] * pd[j]
-            dw[j] -= tau_s[j] * pI[j]
+            rev += w[k] * pd[j]
+            dw[k] -= pq[j]
             if learn_delays:
-                dd[j] += w[j] * pd[j]
+                dd[k] += w[k] * pd[j]
         return rev
     for k in range(n_syn if sparse else w.shape[0]):
         j = idx[k] if sparse else k
-        if m + D[j] >= n_steps - 1:
+        if m + D[k] >= n_steps - 1:
             continue
-        slot = now + D[j]
+        slot = now + D[k]
         if slot >= S:
             slot -= S
         diff = post_diff[slot, j]
-        rev += w[j] * diff
-        dw[j] -= tau_s[j] * post_lam_I[slot, j]
+        rev += w[k] * diff
+        dw[k] -= post_tau_lam_I[slot, j]
         if learn_delays:
-            dd[j] += w[j] * diff
+            dd[k] += w[k] * diff
     return rev
 
 
@@ -415,15 +426,14 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
     lam_b = np.zeros((L, N), dtype=dtype)
     lam_Vo = np.zeros(C, dtype=dtype)
     lam_Io = np.zeros(C, dtype=dtype)
-    # postsynaptic adjoints at t_{m+1}: lambda_V - lambda_I (reverse current) and lambda_I, in
-    # slot m % S; with delays, S = longest delay + 1 steps of them, for the spikes of earlier
-    # steps that arrive later
+    # postsynaptic adjoints at t_{m+1}: lambda_V - lambda_I (reverse current) and
+    # tau_s lambda_I (gradient samples), in slot m % S; with delays, S = longest delay + 1
+    # steps of them, for the spikes of earlier steps that arrive later
     S = synapses.n_slots if delayed else 1
     post_diff = np.zeros((L, S, N), dtype=dtype)
-    post_lam_I = np.zeros((L, S, N), dtype=dtype)
+    post_tau_lam_I = np.zeros((L, S, N), dtype=dtype)
     post_diff_o = np.zeros((S, C), dtype=dtype)
-    post_lam_Io = np.zeros((S, C), dtype=dtype)
-    tau_s_0 = tau_s_h[0]
+    post_tau_lam_Io = np.zeros((S, C), dtype=dtype)
     for m in range(n_steps - 1, -1, -1):
         n_in = in_ptr[b, m + 1] - in_ptr[b, m]
         s0 = sp_ptr[b, m]
@@ -432,13 +442,14 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
         slot = m % S
         if events or (delayed and m < n_steps - 1):
             for l in range(L):
-                lV, lI, pd, pI = lam_V[l], lam_I[l], post_diff[l, slot], post_lam_I[l, slot]
+                lV, lI, ts_l = lam_V[l], lam_I[l], tau_s_h[l]
+                pd, pq = post_diff[l, slot], post_tau_lam_I[l, slot]
                 for j in range(N):
                     pd[j] = lV[j] - lI[j]
-                    pI[j] = lI[j]
+                    pq[j] = ts_l[j] * lI[j]
             for c in range(C):
                 post_diff_o[slot, c] = lam_Vo[c] - lam_Io[c]
-                post_lam_Io[slot, c] = lam_Io[c]
+                post_tau_lam_Io[slot, c] = tau_s_o[c] * lam_Io[c]
         # free adjoint dynamics from t_{m+1} to t_m
         for l in range(L):
             lV, lI, a_l, b_l, d_l = lam_V[l], lam_I[l], h_alpha[l], h_beta[l], h_d[l]
@@ -469,19 +480,26 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
                 dtau_s_o[c] += tau_s_gradient(lam_Io[c], I_out_tr[b, m, c], tau_s_o[c], dt)
         if events:
             # input spikes: gradient samples (and the delays' gradients; no reverse current)
-            if D_in.shape[0] > 0 or idx_in.shape[0] > 0 or dd_in.shape[0] > 0:
+            if D_in.shape[0] == 0 and idx_in.shape[0] > 0 and dd_in.shape[0] == 0:
+                pq0 = post_tau_lam_I[0, slot]
+                for k in range(in_ptr[b, m], in_ptr[b, m + 1]):
+                    c = in_ch[k]
+                    dw, ix = dW_in[c], idx_in[c]
+                    for q in range(len_in[c]):
+                        dw[q] -= pq0[ix[q]]
+            elif D_in.shape[0] > 0 or idx_in.shape[0] > 0 or dd_in.shape[0] > 0:
                 for k in range(in_ptr[b, m], in_ptr[b, m + 1]):
                     c = in_ch[k]
                     _backward_synapses(zero, W_in[c], dW_in[c], _row(dd_in, c, no_grad),
                                        _row(D_in, c, no_index), _row(idx_in, c, no_index),
-                                       _length(len_in, c), post_diff[0], post_lam_I[0], tau_s_0,
-                                       m, n_steps)
+                                       _length(len_in, c), post_diff[0], post_tau_lam_I[0], m,
+                                       n_steps)
             else:
-                pI0 = post_lam_I[0, slot]
+                pq0 = post_tau_lam_I[0, slot]
                 for k in range(in_ptr[b, m], in_ptr[b, m + 1]):
                     dw = dW_in[in_ch[k]]
                     for j in range(N):
-                        dw[j] -= tau_s_0[j] * pI0[j]
+                        dw[j] -= pq0[j]
             # hidden and output spikes of step m
             for s in range(s0, s1):
                 g = sp_idx[b, s]
@@ -494,20 +512,19 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
                         rev = _backward_synapses(
                             rev, W_fwd[l, i], dW_fwd[l, i], _row2(dd_fwd, l, i, no_grad),
                             _row2(D_fwd, l, i, no_index), _row2(idx_fwd, l, i, no_index),
-                            _length2(len_fwd, l, i), post_diff[l + 1], post_lam_I[l + 1],
-                            tau_s_h[l + 1], m, n_steps)
+                            _length2(len_fwd, l, i), post_diff[l + 1], post_tau_lam_I[l + 1],
+                            m, n_steps)
                     else:
                         rev = _backward_synapses(
                             rev, W_out[i], dW_out[i], _row(dd_out, i, no_grad),
                             _row(D_out, i, no_index), _row(idx_out, i, no_index),
-                            _length(len_out, i), post_diff_o, post_lam_Io, tau_s_o, m,
-                            n_steps)
+                            _length(len_out, i), post_diff_o, post_tau_lam_Io, m, n_steps)
                     if recurrent:
                         rev = _backward_synapses(
                             rev, W_rec[l, i], dW_rec[l, i], _row2(dd_rec, l, i, no_grad),
                             _row2(D_rec, l, i, no_index), _row2(idx_rec, l, i, no_index),
-                            _length2(len_rec, l, i), post_diff[l], post_lam_I[l], tau_s_h[l],
-                            m, n_steps)
+                            _length2(len_rec, l, i), post_diff[l], post_tau_lam_I[l], m,
+                            n_steps)
                     if alif:
                         lam_V[l, i], lam_b[l, i] = alif_spike_jump(
                             lam_V[l, i], lam_b[l, i], rev, theta_jump, sp_b[b, s], imv, b_incr,

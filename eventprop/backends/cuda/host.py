@@ -1,9 +1,11 @@
 """The CPU kernels' contract on the GPU: ``forward_batch`` and ``backward_batch`` take the records
 of ``cpu.kernels.forward_batch`` / ``backward_batch`` and fill the same output arrays the same
-way, so that a test can run both on the same arguments (``CpuBackend(kernels=...)``). Host arrays
-are copied to the device, and the output and accumulator arrays back into the caller's arrays
-(which are copied in first, so accumulation semantics match the CPU's); device arrays are used in
-place.
+way, so that a test can run both on the same arguments (``CpuBackend(kernels=...)``). One
+difference: sparse projections come here in the network's dense layout (``network.synapses`` and
+dense weights), where the CPU kernels take them by row of existing synapses
+(``cpu.backend.sparse_weights``). Host arrays are copied to the device, and the output and
+accumulator arrays back into the caller's arrays (which are copied in first, so accumulation
+semantics match the CPU's); device arrays are used in place.
 ``compile_ptx`` compiles the kernels of a pass for the device without a GPU.
 """
 import numba
