@@ -26,15 +26,22 @@ def adam_update(g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, et
 
 
 @njit(cache=True)
-def adam_arrays(theta, g, m, v, step):
-    """``adam_update`` on flat arrays (in place), in the moments' precision."""
+def adam_arrays(theta, g, m, v, step, index):
+    """``adam_update`` on flat arrays (in place), in the moments' precision: on the elements
+    ``index`` only (the existing synapses of a sparse projection), or on all where it is
+    empty."""
     real = m.dtype.type
     b1, d1 = real(step.beta1), real(1.0 - step.beta1)
     b2, d2 = real(step.beta2), real(1.0 - step.beta2)
     eps, eta, c1, c2 = real(step.eps), real(step.eta), real(step.c1), real(step.c2)
-    for k in range(theta.shape[0]):
+    some = index.shape[0] > 0
+    for q in range(index.shape[0] if some else theta.shape[0]):
+        k = index[q] if some else q
         m[k], v[k], delta = adam_update(g[k], m[k], v[k], b1, d1, b2, d2, eps, eta, c1, c2)
         theta[k] -= theta.dtype.type(delta)
+
+
+ALL_ELEMENTS = np.zeros(0, dtype=np.int64)      # ``adam_arrays``: no index, every element
 
 
 class Adam:
@@ -75,16 +82,20 @@ class Adam:
         self.m[name][...] = m
         self.v[name][...] = v
 
-    def step(self, params, grads, eta, names):
-        """One update of params[name] for every name in ``names`` (in place, on the host)."""
+    def step(self, params, grads, eta, names, existing=None):
+        """One update of params[name] for every name in ``names`` (in place, on the host).
+        ``existing``: {name: flat indices} of the existing synapses of sparse projections, the
+        only elements of those parameters that are updated (the others have zero gradients,
+        zero moments and no step)."""
         step = self.begin_step(eta)
+        existing = existing or {}
         for name in names:
             g = np.ascontiguousarray(grads[name])
             m, v = self.moments(name, g)
             theta = params[name]
             flat = theta.reshape(-1)          # a view where theta is contiguous
             adam_arrays(flat, g.reshape(-1), m.reshape(-1), v.reshape(-1),
-                        self.for_parameter(step, name))
+                        self.for_parameter(step, name), existing.get(name, ALL_ELEMENTS))
             if not np.shares_memory(flat, theta):
                 theta[...] = flat.reshape(theta.shape)
 

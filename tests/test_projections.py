@@ -174,6 +174,28 @@ def test_sparse_network_equals_dense_network_with_the_absent_weights_zero(delays
         np.testing.assert_allclose(g, masked, rtol=1e-9, atol=1e-15, err_msg=name)
 
 
+def test_adam_on_the_existing_synapses_equals_adam_on_every_weight():
+    """Adam steps only the existing synapses of a sparse projection (``existing``): weights and
+    moments equal those of a step over every element, whose absent synapses have zero gradients
+    and stay as they are."""
+    from eventprop.optim import Adam
+    net = network(connectivity=EVERY_SPARSE, delays=EVERY_DELAY, train_delays=True,
+                  max_delay=6.0)
+    grads = run(net).grads
+    existing = {key: np.flatnonzero(conn.mask) for name, conn in net.connectivity.items()
+                for key in (projections.WEIGHT_OF[name], projections.DELAY_OF[name])}
+    names = sorted(existing)
+    params = [{k: net.params[k].copy() for k in names} for _ in range(2)]
+    adams = [Adam(), Adam()]
+    for _ in range(3):
+        adams[0].step(params[0], grads, 1e-2, names, existing=existing)
+        adams[1].step(params[1], grads, 1e-2, names)
+    for k in names:
+        assert not np.array_equal(params[0][k], net.params[k]), k
+        np.testing.assert_array_equal(params[0][k], params[1][k], err_msg=k)
+        np.testing.assert_array_equal(adams[0].v[k], adams[1].v[k], err_msg=k)
+
+
 def test_adam_keeps_absent_synapses_at_zero_and_delays_within_bounds():
     net = network(connectivity={"hidden_hidden": {"probability": 0.2}},
                   delays={"input_hidden": (0.0, 10.0), "hidden_hidden": (0.0, 0.0)},

@@ -71,6 +71,7 @@ class CpuBackend(base.Backend):
         self.kernels = kernels
         self._last_grads = None
         self._synapses = (None, None)      # (the network's Synapses, their sparse_delays)
+        self._existing = (None, {})        # (the network's connectivity, its flat indices)
         if threads.engine_threads is None and "NUMBA_NUM_THREADS" not in os.environ:
             threads.use_threads()
 
@@ -132,6 +133,16 @@ class CpuBackend(base.Backend):
             self._synapses = (synapses, sparse_delays(net, synapses))
         return sparse_weights(net, params), self._synapses[1]
 
+    def _existing_synapses(self, net):
+        """{parameter: flat indices of the existing synapses} of the sparse projections' weights
+        and delays (Adam steps those only), kept while the connectivity stays."""
+        if self._existing[0] is not net.connectivity:
+            self._existing = (net.connectivity, {
+                key: np.flatnonzero(conn.mask)
+                for name, conn in net.connectivity.items()
+                for key in (projections.WEIGHT_OF[name], projections.DELAY_OF[name])})
+        return self._existing[1]
+
     @staticmethod
     def _loss_terms(net, in_ptr, V_out, first_step, labels, learn):
         """``losses.output_terms`` of the trial, on the host."""
@@ -166,7 +177,8 @@ class CpuBackend(base.Backend):
         return sums
 
     def adam_step(self, net, adam, eta, names, grads=None):
-        adam.step(net.params, self._last_grads if grads is None else grads, eta, names)
+        adam.step(net.params, self._last_grads if grads is None else grads, eta, names,
+                  existing=self._existing_synapses(net))
         if any(k.startswith("tau") for k in names):
             net.clip_taus()
         if any(k.startswith("d_") for k in names):
