@@ -104,8 +104,8 @@ def make_net(n_in, hidden, recurrent, steps, batch, init):
 class Run:
     """One configuration: network, Adam, and the batches drawn from the sample pool."""
 
-    def __init__(self, data, n_in, hidden, recurrent, batch, steps, init):
-        self.data, self.batch = data, batch
+    def __init__(self, data, n_in, hidden, recurrent, batch, steps, init, pipeline=False):
+        self.data, self.batch, self.pipeline = data, batch, pipeline
         self.net = make_net(n_in, hidden, recurrent, steps, batch, init)
         self.adam = Adam()
         self.names = ["w_input_hidden", "w_hidden_output"] + (["w_hidden_hidden"] if recurrent
@@ -136,17 +136,18 @@ class Run:
         idx, (in_ptr, in_ch), device_inputs = self.pending.pop(0)
         result = self.net.run_batch(in_ptr, in_ch, self.data.labels[idx], learn=True,
                                     keep_output_traces=False, device_inputs=device_inputs,
-                                    fetch_grads=False)
-        self.net.adam_step(self.adam, 1e-4, self.names)
+                                    fetch_grads=False, pipeline=self.pipeline)
+        if result.has_gradient:
+            self.net.adam_step(self.adam, 1e-4, self.names)
         return result
 
 
 def bench_config(data, n_in, hidden, recurrent, batch, steps, seconds, min_batches,
-                 max_batches, profile_batches, init=SHD_INIT):
+                 max_batches, profile_batches, init=SHD_INIT, pipeline=False):
     release_freed_memory()
     cuda.synchronize()
     used0 = used_bytes()
-    run = Run(data, n_in, hidden, recurrent, batch, steps, init)
+    run = Run(data, n_in, hidden, recurrent, batch, steps, init, pipeline)
     t0 = time.perf_counter()
     result = run.step()
     cuda.synchronize()
@@ -180,7 +181,8 @@ def bench_config(data, n_in, hidden, recurrent, batch, steps, seconds, min_batch
     per_batch = float(np.median(times)) + inputs
     gpu_mb = None if used0 is None or None in used else (max(used) - used0) / 2 ** 20
     out = {"config": f"{hidden} LIF{' recurrent' if recurrent else ''}, B={batch}, "
-                     f"{steps} steps, {launch.threads_per_block(hidden + 20)} threads",
+                     f"{steps} steps, {launch.threads_per_block(hidden + 20)} threads"
+                     f"{', pipelined' if pipeline else ''}",
            "per_batch": per_batch, "per_epoch": per_batch * EPOCH_SAMPLES / batch,
            "first": first, "gpu_mb": gpu_mb, "ws_mb": ws.nbytes() / 2 ** 20,
            "spikes": float(result.hidden_counts.sum(axis=(1, 2)).mean()),
@@ -235,6 +237,9 @@ def main(argv=None):
     ap.add_argument("--profile", action="store_true",
                     help="breakdown per batch from separate, synchronised batches")
     ap.add_argument("--profile-batches", type=int, default=3)
+    ap.add_argument("--pipeline", action="store_true",
+                    help="the original's schedule (PIPELINE): each batch runs the backward pass "
+                         "of the one before")
     ap.add_argument("--quick", action="store_true",
                     help="tiny sizes (8 hidden, B = 2 and 3, 20 steps, 16 inputs, 1 batch): "
                          "checks that the script works, e.g. under NUMBA_ENABLE_CUDASIM=1")
@@ -281,7 +286,7 @@ def main(argv=None):
                 r = bench_config(pool, args.inputs, hidden, rec, batch, args.steps,
                                  args.seconds, args.min_batches, args.max_batches,
                                  args.profile_batches if args.profile else 0,
-                                 QUICK_INIT if args.quick else SHD_INIT)
+                                 QUICK_INIT if args.quick else SHD_INIT, args.pipeline)
                 results.append(r)
                 rows.append(fmt_row(r, date, gpu))
                 mem = (f"{r['gpu_mb']:.0f} ({r['ws_mb']:.0f})" if r["gpu_mb"] is not None

@@ -58,6 +58,9 @@ def main():
     ap.add_argument("--steps", type=int, default=1400)
     ap.add_argument("--rate", type=float, default=0.01)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--pipeline", action="store_true",
+                    help="the original's schedule (PIPELINE): each batch runs the backward pass "
+                         "of the one before")
     ap.add_argument("--write", action="store_true", help="append the result to BENCHMARKS.md")
     args = ap.parse_args()
 
@@ -82,8 +85,9 @@ def main():
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         in_ptr, in_ch = data.batch(np.arange(args.batch))
-        result = net.run_batch(in_ptr, in_ch, data.labels, learn=True)
-        adam.step(net.params, result.grads, 1e-4, names)
+        result = net.run_batch(in_ptr, in_ch, data.labels, learn=True, pipeline=args.pipeline)
+        if result.has_gradient:
+            adam.step(net.params, result.grads, 1e-4, names)
         times.append(time.perf_counter() - t0)
     per_batch = float(np.median(times))
     per_epoch = per_batch * EPOCH_SAMPLES / args.batch
@@ -91,7 +95,7 @@ def main():
     spikes = result.hidden_counts.sum(axis=(1, 2)).mean()
     in_spikes = len(in_ch) / args.batch
     config = (f"{args.hidden} LIF{' recurrent' if args.recurrent else ''}, B={args.batch}, "
-              f"{args.steps} steps")
+              f"{args.steps} steps{', pipelined' if args.pipeline else ''}")
     print(f"{config}: first call (compile/cache load) {compile_s:.1f} s, "
           f"{per_batch * 1e3:.1f} ms per batch, {per_epoch:.2f} s per epoch of {EPOCH_SAMPLES}, "
           f"{in_spikes:.0f} input / {spikes:.0f} hidden spikes per sample, "

@@ -315,9 +315,11 @@ class EventPropNetwork:
     # ------------------------------------------------------------------------------------------
     def run_batch(self, in_ptr, in_ch, labels, learn, p_drop_hidden=0.0, noise=0.0, seed=0,
                   keep_spikes=False, keep_hidden_traces=False, keep_output_traces=True,
-                  device_inputs=None, fetch_grads=True):
+                  device_inputs=None, fetch_grads=True, pipeline=False):
         """Forward pass of one mini-batch (only its real samples; the 1/B factors use the nominal
-        batch size), loss, and, if ``learn``, the backward pass.
+        batch size), loss, and, if ``learn``, the backward pass: of this trial, or with
+        ``pipeline`` (the original's schedule, ``backends.base.Backend``) of the previous
+        learning trial, with the current parameters (none at the first: ``has_gradient``).
 
         in_ptr (B, n_steps + 1), in_ch: input spikes in the layout of ``SpikeData.batch``.
         labels (B,): class of each sample. ``p_drop_hidden`` and ``noise`` act in the forward pass
@@ -335,4 +337,10 @@ class EventPropNetwork:
         """
         return self.backend.run_trial(self, Trial(
             in_ptr, in_ch, labels, learn, p_drop_hidden, noise, seed, keep_spikes,
-            keep_hidden_traces, keep_output_traces, device_inputs, fetch_grads))
+            keep_hidden_traces, keep_output_traces, device_inputs, fetch_grads,
+            bool(pipeline and learn)))
+
+    def end_pipeline(self):
+        """Forget the learning trial whose backward pass the next pipelined trial would run
+        (the end of the training part of an epoch: its gradient is not applied)."""
+        self.backend.end_pipeline(self)

@@ -481,10 +481,10 @@ def test_device_adam_equals_host_adam(dtype):
         np.testing.assert_allclose(coeff[k].copy_to_host(), expected[k], rtol=rtol)
 
 
-def train_two_epochs(net, data, trainable, p_drop_input):
+def train_two_epochs(net, data, trainable, p_drop_input, pipeline=False):
     """Two epochs of Trainer.run_epoch (learning, then evaluation) on ``net``."""
     from eventprop.training.trainer import Trainer
-    trainer = Trainer(net, eps=1e-6, trainable=trainable)
+    trainer = Trainer(net, eps=1e-6, trainable=trainable, pipeline=pipeline)
     stats = []
     for epoch in range(2):
         order = np.random.default_rng(epoch).permutation(len(data.labels))
@@ -536,6 +536,37 @@ def test_device_training_epochs_equal_cpu(loss_type, monkeypatch):
     for name in trainable:
         np.testing.assert_allclose(tg.adam.m[name], tc.adam.m[name], rtol=1e-9, atol=1e-14)
         np.testing.assert_allclose(tg.adam.v[name], tc.adam.v[name], rtol=1e-9, atol=1e-20)
+
+
+@needs_cuda
+def test_device_pipelined_training_equals_cpu(monkeypatch):
+    """Pipelined learning (``Trial.pipeline``) on the GPU against the CPU: each trial's spike
+    store, traces and loss terms, and each upload block's inputs, in buffers of their own until
+    the next trial's backward pass has read them; the same statistics, weights and moments after
+    two epochs of 3 trials (2 Adam steps each: the last trial's gradient is not applied), with
+    dropout and noise (float64)."""
+    monkeypatch.setattr(cuda_backend, "INPUT_BLOCK_SAMPLES", 6)   # 2 trials of 3 at a time
+    n = 3 * 2 + 1
+    rng = np.random.default_rng(13)
+    data = SpikeData.from_lists([rng.integers(0, 30, 30) for _ in range(n)],
+                                [rng.integers(0, N_IN, 30) for _ in range(n)],
+                                np.arange(n) % N_OUT, 30, N_IN)
+    trainable = ["w_input_hidden", "w_hidden_hidden", "w_hidden_output"]
+    kw = dict(recurrent=True, n_batch=3)
+    cpu = make_net("sum_weigh_exp", np.float64, **kw)
+    gpu = cuda_net("sum_weigh_exp", np.float64, **kw)
+    tc, sc = train_two_epochs(cpu, data, trainable, 0.2, pipeline=True)
+    tg, sg = train_two_epochs(gpu, data, trainable, 0.2, pipeline=True)
+    assert tc.adam.t == tg.adam.t == 4
+    assert gpu.backend.workspace.alternate_inputs
+    for a, b in zip(sc, sg):
+        np.testing.assert_array_equal(a.hidden_spikes, b.hidden_spikes)
+        assert a.loss_sum == pytest.approx(b.loss_sum, rel=1e-9)
+    assert sc[0].hidden_spikes.sum() > 50
+    for name in trainable:
+        np.testing.assert_allclose(gpu.params[name], cpu.params[name], rtol=1e-9, atol=1e-12,
+                                   err_msg=name)
+        np.testing.assert_allclose(tg.adam.m[name], tc.adam.m[name], rtol=1e-9, atol=1e-14)
 
 
 @needs_cuda

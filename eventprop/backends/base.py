@@ -19,14 +19,16 @@ Trial = namedtuple("Trial", [
     "p_drop_hidden", "noise", "seed",         # hidden dropout, membrane noise, their seed
     "keep_spikes", "keep_hidden_traces", "keep_output_traces",   # what comes back
     "device_inputs",                          # the inputs already uploaded (upload_inputs), or None
-    "fetch_grads"])                           # copy the gradients to the host
+    "fetch_grads",                            # copy the gradients to the host
+    "pipeline"])                              # learn: backward of the previous trial instead
 Trial.__doc__ = "One mini-batch to run, as ``EventPropNetwork.run_batch`` describes it."
 
 
 class TrialResult:
     """What one mini-batch produced: predictions, losses, spike counts, and (if learning) grads."""
 
-    def __init__(self, terms, counts, n_unstored, grads, first_step, traces, spikes):
+    def __init__(self, terms, counts, n_unstored, grads, first_step, traces, spikes,
+                 has_gradient=False):
         self.predictions = terms.predictions
         self.loss = terms.loss
         self.correct = terms.correct
@@ -40,17 +42,49 @@ class TrialResult:
         # empty when not kept (on the GPU: kept only when asked for)
         self.V_out, self.I_out, self.V_hidden, self.I_hidden = traces
         self.spikes = spikes             # (sp_ptr, sp_idx, sp_imv) of the stored spikes
+        # a backward pass ran: a gradient (this trial's, or with Trial.pipeline the previous
+        # learning trial's) is ready for adam_step
+        self.has_gradient = has_gradient
+
+
+PendingBackward = namedtuple("PendingBackward", [
+    "inputs", "options", "store", "terms", "traces",    # records of a trial's forward pass
+    "where"])                                 # where the backend keeps them (GPU buffer set)
+PendingBackward.__doc__ = ("What the backward pass of a learning trial needs from its forward "
+                           "pass: kept for one trial with ``Trial.pipeline``.")
 
 
 class Backend:
-    """What the network and the training loop ask of a backend."""
+    """What the network and the training loop ask of a backend.
+
+    Pipelined learning (``Trial.pipeline``, the original's schedule): a learning trial k runs
+    its forward pass, then the backward pass of learning trial k - 1 (kept since then, a
+    ``PendingBackward``) with the current parameters, so that the Adam step after trial k
+    applies the gradient of trial k - 1, whose forward pass used the parameters before the last
+    step; the first trial gives no gradient. ``end_pipeline`` forgets the kept trial (the end
+    of the training part of an epoch), as does a learning trial without ``pipeline``."""
 
     name = None
+    _pending = None
 
     def run_trial(self, net, trial):
         """Forward pass, loss and, if ``trial.learn``, backward pass of ``net`` on one
         ``Trial``; returns a ``TrialResult``."""
         raise NotImplementedError
+
+    def end_pipeline(self, net):
+        """Forget the learning trial kept for its backward pass (``Trial.pipeline``)."""
+        self._pending = None
+
+    def take_backward(self, trial, work):
+        """The ``PendingBackward`` whose backward pass a learning trial runs now: its own
+        (``work``), or with ``trial.pipeline`` the one kept from the previous learning trial
+        (None at the first), keeping ``work`` in its place."""
+        if not trial.pipeline:
+            self._pending = None
+            return work
+        work, self._pending = self._pending, work
+        return work
 
     def adam_step(self, net, adam, eta, names, grads=None):
         """One step of the ``optim.Adam`` ``adam`` with rate ``eta`` for the parameters

@@ -74,6 +74,7 @@ TABLE = {
     "ADAM_BETA1": shared(),
     "ADAM_BETA2": shared(),
     "ADAM_EPS": shared(),
+    "PIPELINE": shared(),
     "LR_EASE_IN_FACTOR": shared(),
     "EMA_ALPHA1": shared(),
     "EMA_ALPHA2": shared(),

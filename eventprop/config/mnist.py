@@ -53,6 +53,7 @@ TABLE = {
     "ADAM_BETA1": shared(),
     "ADAM_BETA2": shared(),
     "ADAM_EPS": shared(),
+    "PIPELINE": shared(),
     "W_OUTPUT_EPOCH_TRIAL": shared(),
     "SPK_REC_STEPS": shared(),
     "REC_SPIKES": shared(),

@@ -135,6 +135,10 @@ SHARED = {
     "ADAM_BETA1": P(0.9, checks.probability, "Adam β1", ""),
     "ADAM_BETA2": P(0.999, checks.probability, "Adam β2", ""),
     "ADAM_EPS": P(1e-8, checks.positive, "Adam ε", ""),
+    "PIPELINE": P(False, checks.boolean,
+                  "the original's schedule: the Adam step after training trial k applies the "
+                  "gradient of trial k − 1, computed with the weights after trial k − 1's step "
+                  "(a stale gradient); off: each trial's own exact gradient", ""),
     "LR_EASE_IN_FACTOR": P(1.05, checks.positive,
                            "plateau schedule: ease-in factor of the learning rate per trial", ""),
     "EMA_ALPHA1": P(0.8, checks.probability,

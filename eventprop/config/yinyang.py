@@ -40,6 +40,7 @@ TABLE = {
     "ADAM_BETA1": shared(),
     "ADAM_BETA2": shared(),
     "ADAM_EPS": shared(),
+    "PIPELINE": shared(),
     "ETA_DECAY": P(0.95, checks.positive,
                    "learning rate × ETA_DECAY at the start of every epoch", ""),
     "PDROP": P(0.0, checks.probability,

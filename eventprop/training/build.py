@@ -33,7 +33,7 @@ def build_trainer(p, n_input, n_output, manual_gpu=None, trainable=None):
         trainable = trainable_parameters(net, p)
     rates = {projections.DELAY_OF[name]: setting(p, "ETA_DELAY") for name in net.delays}
     return Trainer(net, p["ADAM_BETA1"], p["ADAM_BETA2"], p["ADAM_EPS"], trainable=trainable,
-                   rates=rates)
+                   rates=rates, pipeline=setting(p, "PIPELINE"))
 
 
 def plateau_schedule(p):

@@ -96,8 +96,11 @@ def progress_bar(n_trials, desc, progress):
 class Trainer:
     """Network + optimiser; runs the training or evaluation part of an epoch over ``SpikeData``."""
 
-    def __init__(self, net, beta1=0.9, beta2=0.999, eps=1e-8, trainable=None, rates=None):
+    def __init__(self, net, beta1=0.9, beta2=0.999, eps=1e-8, trainable=None, rates=None,
+                 pipeline=False):
         self.net = net
+        self.pipeline = pipeline           # the original's schedule: the gradient of the
+                                           # previous trial after each trial (Backend)
         net.track_param_changes = True     # params_changed() follows every change made here
         self.adam = Adam(beta1, beta2, eps, rates)
         self.trainable = list(trainable if trainable is not None else
@@ -111,7 +114,9 @@ class Trainer:
                   desc="", on_trial=None):
         """Present ``data`` in ``order`` (sample indices), one mini-batch of ``net.n_batch`` per
         trial, numbered from ``first_trial``; with ``learn``, one Adam step after each trial with
-        rate ``rate`` (a number, or a function returning the current rate). Dropout and noise act
+        rate ``rate`` (a number, or a function returning the current rate); with ``pipeline``
+        the step after trial k applies the gradient of trial k - 1 (none after the first), and
+        the gradient of the last trial is not applied, as in the original. Dropout and noise act
         only when learning. ``on_trial(trial, stats)`` is called after each trial. With
         ``progress``: a progress bar on a terminal, and the time the first trial of the process
         takes (numba compilation or cache load). Returns ``EpochStats``.
@@ -154,8 +159,9 @@ class Trainer:
                                    keep_hidden_traces=bool(kinds) and
                                    recorder.needs_hidden_traces(kinds),
                                    keep_output_traces="neurons" in kinds,
-                                   device_inputs=device_inputs, fetch_grads=False)
-            if learn:
+                                   device_inputs=device_inputs, fetch_grads=False,
+                                   pipeline=self.pipeline)
+            if learn and result.has_gradient:
                 net.adam_step(self.adam, rate() if callable(rate) else rate, self.trainable)
                 self.n_updates += 1
             if kinds:
@@ -174,6 +180,7 @@ class Trainer:
             bar.update(1)
         bar.close()
         if learn:
+            net.end_pipeline()
             net.sync_to_host(self.adam)
         stats.seconds = timer()
         return stats

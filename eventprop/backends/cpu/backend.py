@@ -112,15 +112,18 @@ class CpuBackend(base.Backend):
         hidden_counts, output_counts = base.split_counts(store.counts, net)
         terms = self._loss_terms(net, inputs.in_ptr, traces.V_out, store.first_step,
                                  np.asarray(trial.labels, dtype=np.int64), trial.learn)
-        grads = None
+        grads = work = None
         if trial.learn:
             loss_terms = base.backward_terms(terms, base.regularisation_jumps(net, hidden_counts))
-            grads = self._backward(net, params, synapses, model, inputs, options, store,
-                                   loss_terms, traces)
-            self._last_grads = grads
+            work = self.take_backward(trial, base.PendingBackward(inputs, options, store,
+                                                                  loss_terms, traces, None))
+            if work is not None:
+                grads = self._backward(net, params, synapses, model, work.inputs, work.options,
+                                       work.store, work.terms, work.traces)
+                self._last_grads = grads
         spikes = (store.sp_ptr, store.sp_idx, store.sp_imv) if trial.keep_spikes else None
         return base.TrialResult(terms, (hidden_counts, output_counts), store.n_unstored, grads,
-                                store.first_step, traces, spikes)
+                                store.first_step, traces, spikes, has_gradient=work is not None)
 
     def _kernel_records(self, net):
         """The ``records.Parameters`` and ``records.Synapses`` of ``net`` in the kernels'

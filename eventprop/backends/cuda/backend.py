@@ -98,6 +98,7 @@ class CudaBackend(base.Backend):
         self._params_version = 0    # counts params_changed() calls: the weights' upload key
         self._device_newer = set()  # parameters that Adam steps changed on the device
         self._grads = None          # device Gradients of the last learning trial
+        self._trial_set = 0         # the buffer set of the last pipelined trial
 
     # --- parameters ---------------------------------------------------------------------------
     def params_changed(self, net):
@@ -130,7 +131,7 @@ class CudaBackend(base.Backend):
     def _delay_steps(self, net, name):
         """The device buffer of the delay steps (int32) of projection ``name``."""
         shape = net.host_params[projections.WEIGHT_OF[name]].shape
-        return self.workspace.buffer(f"delay_steps/{name}", shape, np.int32)
+        return self.workspace.buffer(f"delay_steps/{name}", shape, np.int32, shared=True)
 
     def _device_synapses(self, net):
         """The ``records.Synapses`` of ``net`` on the device: the delays of delayed projections
@@ -176,6 +177,19 @@ class CudaBackend(base.Backend):
 
     # --- trials -------------------------------------------------------------------------------
     def run_trial(self, net, trial):
+        """``base.Backend.run_trial``; a pipelined trial keeps its buffers in the set of its
+        own (``Workspace.trial_set``), the other one than the previous trial's."""
+        ws = self.workspace
+        if trial.pipeline:
+            ws.alternate_inputs = True
+            self._trial_set = 1 - self._trial_set
+            ws.trial_set = f"pipeline/{self._trial_set}/"
+        try:
+            return self._run_trial(net, trial)
+        finally:
+            ws.trial_set = ""
+
+    def _run_trial(self, net, trial):
         ws = self.workspace
         dtype, C = net.dtype, net.n_output
         B = trial.in_ptr.shape[0]
@@ -219,23 +233,30 @@ class CudaBackend(base.Backend):
             if trial.keep_spikes:
                 spikes = (ws.fetch(store.sp_ptr), ws.fetch(store.sp_idx), ws.fetch(store.sp_imv))
         hidden_counts, output_counts = base.split_counts(counts, net)
-        grads = None
+        grads = work = None
         if trial.learn:
             with ws.phase("loss"):
                 reg_jump = base.regularisation_jumps(net, hidden_counts)
             with ws.phase("upload"):
                 d_reg_jump = ws.put("reg_jump", reg_jump)
             loss_terms = base.backward_terms(terms, d_reg_jump)
+            work = self.take_backward(trial, base.PendingBackward(inputs, options, store,
+                                                                  loss_terms, traces,
+                                                                  ws.trial_set))
+        if work is not None:
+            ws.trial_set = work.where
             with ws.phase("backward"):
-                self._grads = ws.backward(params, synapses, model, inputs, options, store,
-                                          loss_terms, traces, base.gradient_shapes(net, params))
+                self._grads = ws.backward(params, synapses, model, work.inputs, work.options,
+                                          work.store, work.terms, work.traces,
+                                          base.gradient_shapes(net, params))
             if trial.fetch_grads:
                 with ws.phase("download"):
                     host = ws.fetch_parts("grads")       # all gradients in one copy
                     grads = {PARAMETER_OF[key]: host[key][0] for key in Gradients._fields
                              if key not in DELAY_GRADIENTS or host[key].size}
         return base.TrialResult(terms, (hidden_counts, output_counts), counters["n_unstored"],
-                                grads, counters["first_step"], (V_out, I_out, V_h, I_h), spikes)
+                                grads, counters["first_step"], (V_out, I_out, V_h, I_h), spikes,
+                                has_gradient=work is not None)
 
     def _loss_terms(self, net, store, traces, params, inputs, d_labels, labels, learn):
         """The loss on the device (``loss``): a ``losses.OutputTerms`` whose backward terms are

@@ -68,6 +68,12 @@ class Workspace:
       what the host needs comes back.
     * ``phase(name)``: when ``profile`` is a dict, the seconds spent in the phase are added to
       ``profile[name]`` (synchronised timers: the GPU is idle at both ends of a phase).
+    * ``trial_set``: a prefix of the names of buffers and packed buffers (not of ``shared``
+      buffers, which hold state that outlives trials, such as delay steps). Pipelined learning
+      (``Trial.pipeline``) runs alternate trials in two sets, so that a trial's spike store,
+      traces and loss terms survive the next trial's forward pass for its backward pass; with
+      ``alternate_inputs``, successive ``put_inputs`` calls use two buffers in turn for the same
+      reason.
 
     ``stats`` counts the bytes copied each way, the parameter uploads and the allocations.
     """
@@ -79,9 +85,14 @@ class Workspace:
         self._params = {}      # name -> (device array, key of the upload)
         self.profile = None
         self.stats = {"h2d_bytes": 0, "d2h_bytes": 0, "param_uploads": 0, "allocations": 0}
+        self.trial_set = ""
+        self.alternate_inputs = False
+        self._inputs_turn = 0
 
     # --- memory ---------------------------------------------------------------------------
-    def buffer(self, name, shape, dtype):
+    def buffer(self, name, shape, dtype, shared=False):
+        if not shared:
+            name = self.trial_set + name
         shape = tuple(int(n) for n in shape)
         dtype = np.dtype(dtype)
         if 0 in shape:                           # empty: kept apart from the name's real buffer
@@ -104,6 +115,7 @@ class Workspace:
         pairs) one after the other; an empty part gets an empty buffer of its own. The buffers
         of the last few layouts are kept (a full batch and a smaller last one alternate)."""
         dtype = np.dtype(dtype)
+        name = self.trial_set + name
         layout = (dtype.str,) + tuple((k, tuple(int(n) for n in shape)) for k, shape in parts)
         packs = self._packs.setdefault(name, {})
         self._pack_in_use[name] = layout
@@ -118,18 +130,20 @@ class Workspace:
         for key, shape in layout[1:]:
             size = math.prod(shape)
             views[key] = (flat[at:at + size].reshape(shape) if size
-                          else self.buffer(f"{name}/{key}", shape, dtype))
+                          else self.buffer(f"{name}/{key}", shape, dtype, shared=True))
             at += size
         packs[layout] = (flat, views)
         return views
 
     def clear_packed(self, name):
         """Zero the buffer of the last ``packed(name, ...)`` call (one kernel launch)."""
+        name = self.trial_set + name
         self.zero(self._packs[name][self._pack_in_use[name]][0])
 
     def fetch_parts(self, name):
         """Host copies of the arrays of the last ``packed(name, ...)`` call (one copy), by
         key."""
+        name = self.trial_set + name
         layout = self._pack_in_use[name]
         flat = self._packs[name][layout][0]
         total = sum(math.prod(shape) for _, shape in layout[1:])
@@ -155,9 +169,9 @@ class Workspace:
                 _zero_kernel[blocks, threads](d.reshape(d.size))
 
     # --- transfers ------------------------------------------------------------------------
-    def put(self, name, host):
+    def put(self, name, host, shared=False):
         host = np.ascontiguousarray(host)
-        d = self.buffer(name, host.shape, host.dtype)
+        d = self.buffer(name, host.shape, host.dtype, shared)
         if host.size:
             d.copy_to_device(host)
             self.stats["h2d_bytes"] += host.nbytes
@@ -223,8 +237,11 @@ class Workspace:
             rows.append((row, row + in_ptr.shape[0]))
             row += in_ptr.shape[0]
             base += len(in_ch)
-        d_ptr = self.put("inputs/in_ptr", ptr)
-        d_ch = self.put("inputs/in_ch", ch)
+        if self.alternate_inputs:
+            self._inputs_turn = 1 - self._inputs_turn
+        where = "inputs/" if self._inputs_turn == 0 else "inputs/other/"
+        d_ptr = self.put(where + "in_ptr", ptr, shared=True)
+        d_ch = self.put(where + "in_ch", ch, shared=True)
         return [(d_ptr[r0:r1], d_ch) for r0, r1 in rows]
 
     def fetch(self, d):
