@@ -27,6 +27,12 @@ N_VALIDATE 512, EVALUATION "random", MODEL_SEED 1) and augmentation:
     python bench/bench_shd_epoch.py                  # all four configurations
     python bench/bench_shd_epoch.py --quick          # 1/8 of the samples, to try things out
     python bench/bench_shd_epoch.py --hidden 256 --aug default --write
+    python bench/bench_shd_epoch.py --paper          # the paper's configuration (paper_SHD)
+
+``--paper``: the ``paper_SHD`` preset (1024 recurrent hidden, a delay line of 10 copies 30 ms
+apart, so 7,700 inputs, shift and blend augmentation, trials of 1000 ms, N_TRAIN twice the
+training part) on the synthetic data, EVALUATION "random"; engine-only on the same samples (the
+delay line is built by ``epoch_data``) and the full epoch.
 """
 import argparse
 import datetime
@@ -42,7 +48,7 @@ import numpy as np
 from bench_engine import cpu_name, insert_row   # bench/, beside this file
 from eventprop.backends import select_backend
 from eventprop.data.spikes import SpikeData
-from eventprop.simulators.shd import SHD_model, validate
+from eventprop.simulators.shd import PRESETS, SHD_model, validate
 from eventprop.training.experiment import STREAM_DROPOUT, epoch_rng, training_order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,6 +121,13 @@ def params(hidden, aug, n_train, n_validate, out_dir):
                      "OUT_DIR": out_dir, "NAME": f"bench_{hidden}_{aug.replace('+', '_')}"})
 
 
+def paper_params(n_train, n_validate, out_dir):
+    """The paper_SHD preset with this benchmark's data sizes, one epoch, random evaluation."""
+    return validate(dict(PRESETS["paper_SHD"], N_EPOCH=1, N_TRAIN=n_train,
+                         N_VALIDATE=n_validate, EVALUATION="random", PROGRESS=False,
+                         OUT_DIR=out_dir, NAME="bench_paper_SHD"))
+
+
 def machine():
     """What ran the engine: the GPU (BACKEND "auto" picks it when one is usable) or the CPU's
     cores and numba threads."""
@@ -183,10 +196,15 @@ def full_epoch(model, p):
                 hidden=record["train_hidden_spikes_per_sample"])
 
 
-def warm_up(data, speakers, hidden, out_dir):
+def warm_up(data, speakers, hidden, out_dir, paper=False):
     """Compile (or load from numba's cache) every kernel of both paths on a few samples."""
     small = data.subset(np.arange(96))
     model = make_model(small, speakers[:96])
+    if paper:
+        p = paper_params(128, 32, out_dir)
+        engine_only(model, p, same_samples=True)
+        full_epoch(model, p)
+        return
     for aug in AUGMENTATIONS:
         p = params(hidden, aug, 64 * (2 if "blend" in AUGMENTATIONS[aug] else 1), 32, out_dir)
         engine_only(model, p)
@@ -200,6 +218,8 @@ def main():
     ap.add_argument("--hidden", type=int, nargs="+", default=[256, 1024])
     ap.add_argument("--aug", nargs="+", choices=list(AUGMENTATIONS), default=list(AUGMENTATIONS))
     ap.add_argument("--quick", action="store_true", help="1/8 of the samples (1019, 64 validation)")
+    ap.add_argument("--paper", action="store_true",
+                    help="the paper_SHD preset (1024 recurrent, delay line, shift + blend)")
     ap.add_argument("--write", action="store_true", help="add the results to BENCHMARKS.md")
     args = ap.parse_args()
 
@@ -213,25 +233,37 @@ def main():
           f"{len(data.steps) / 1e6:.1f} M spikes, built in {time.perf_counter() - t0:.1f} s")
     n_plain = n_samples - n_validate
     rows = []
+    if args.paper:
+        args.hidden, args.aug = [PRESETS["paper_SHD"]["NUM_HIDDEN"]], ["paper_SHD"]
     with tempfile.TemporaryDirectory() as out_dir:
         for hidden in args.hidden:
             t0 = time.perf_counter()
-            warm_up(data, speakers, hidden, out_dir)
+            warm_up(data, speakers, hidden, out_dir, args.paper)
             print(f"{hidden} hidden: warm-up (compile / cache load) "
                   f"{time.perf_counter() - t0:.1f} s")
             for aug in args.aug:
-                augmented = any(k != "NORMALISE_SPIKE_NUMBER" for k in AUGMENTATIONS[aug])
-                n_train = n_plain * (2 if "blend" in AUGMENTATIONS[aug] else 1)
-                p = params(hidden, aug, n_train, n_validate, out_dir)
+                if args.paper:
+                    p = paper_params(2 * n_plain, n_validate, out_dir)
+                    augmented, n_train = True, p["N_TRAIN"]
+                else:
+                    augmented = any(k != "NORMALISE_SPIKE_NUMBER" for k in AUGMENTATIONS[aug])
+                    n_train = n_plain * (2 if "blend" in AUGMENTATIONS[aug] else 1)
+                    p = params(hidden, aug, n_train, n_validate, out_dir)
                 model = make_model(data, speakers)
-                plain_s, n_engine, plain_hidden = engine_only(model, p)
-                same_s, _, same_hidden = engine_only(model, p, True) if augmented else \
-                    (plain_s, n_engine, plain_hidden)
+                same_s, n_engine, same_hidden = engine_only(model, p, True) if augmented else \
+                    (None, None, None)
+                plain_s, n_engine, plain_hidden = (same_s, n_engine, same_hidden) \
+                    if args.paper else engine_only(model, p)
+                if not augmented:
+                    same_s, same_hidden = plain_s, plain_hidden
                 full = full_epoch(model, p)
                 full_s = full["wall"] - full["validation"]
                 overhead = 100.0 * (full_s / same_s - 1.0)
                 overhead_plain = 100.0 * (full_s / plain_s - 1.0)
-                config = (f"{hidden} LIF recurrent, {json.dumps(AUGMENTATIONS[aug])}, "
+                label = ("paper_SHD: delay line 10 x 30 ms (7700 inputs), "
+                         f"{json.dumps(p['AUGMENTATION'])}, trials of {p['TRIAL_MS']:.0f} ms"
+                         if args.paper else json.dumps(AUGMENTATIONS[aug]))
+                config = (f"{hidden} LIF recurrent, {label}, "
                           f"N_TRAIN {n_train}")
                 same = (f"engine-only on the same (augmented) samples {same_s:.2f} s, "
                         f"{same_hidden:.0f} hidden spikes/sample" if augmented else
@@ -249,7 +281,7 @@ def main():
                       f"  overhead of the full epoch: {overhead:+.1f} % over engine-only on the "
                       f"same samples, {overhead_plain:+.1f} % over engine-only unaugmented")
                 rows.append(f"| {datetime.date.today()} | {machine()} | {hidden} recurrent | "
-                            f"`{json.dumps(AUGMENTATIONS[aug])}` | {n_train} | {plain_s:.1f} | "
+                            f"`{label}` | {n_train} | {plain_s:.1f} | "
                             f"{same_s:.1f} | {full_s:.1f} | {overhead:+.1f} % | "
                             f"{overhead_plain:+.1f} % | {full['epoch_data']:.2f} | "
                             f"{full['split']:.2f} | {full['validation']:.1f} |\n")

@@ -335,10 +335,32 @@ class EventPropNetwork:
         the same inputs on the host. The CPU backend ignores these three.
         Returns a ``TrialResult``; ``grads`` is None unless ``learn``.
         """
+        self._check_inputs(in_ptr, in_ch, labels)
         return self.backend.run_trial(self, Trial(
             in_ptr, in_ch, labels, learn, p_drop_hidden, noise, seed, keep_spikes,
             keep_hidden_traces, keep_output_traces, device_inputs, fetch_grads,
             bool(pipeline and learn)))
+
+    def _check_inputs(self, in_ptr, in_ch, labels):
+        """A ``ValueError`` for inputs that do not fit the network (the kernels would read or
+        write outside their arrays): the shape of in_ptr, its range, the channels, the labels."""
+        in_ptr, in_ch = np.asarray(in_ptr), np.asarray(in_ch)
+        if in_ptr.ndim != 2 or in_ptr.shape[1] != self.n_steps + 1:
+            raise ValueError(f"in_ptr has shape {in_ptr.shape}; a trial of this network has "
+                             f"{self.n_steps} steps (TRIAL_MS / DT_MS), so in_ptr must be "
+                             f"(batch, {self.n_steps + 1})")
+        if len(labels) != in_ptr.shape[0]:
+            raise ValueError(f"{len(labels)} labels for a batch of {in_ptr.shape[0]} samples")
+        if in_ptr.size and (in_ptr.min() < 0 or in_ptr.max() > len(in_ch)
+                            or (np.diff(in_ptr, axis=1) < 0).any()):
+            raise ValueError(f"in_ptr must rise within [0, {len(in_ch)}] (the input spikes)")
+        if len(in_ch) and (in_ch.min() < 0 or in_ch.max() >= self.n_input):
+            bad = int(in_ch.min()) if in_ch.min() < 0 else int(in_ch.max())
+            raise ValueError(f"input channel {bad} outside [0, {self.n_input}) (the network's "
+                             f"inputs)")
+        labels = np.asarray(labels)
+        if len(labels) and (labels.min() < 0 or labels.max() >= self.n_output):
+            raise ValueError(f"labels must lie in [0, {self.n_output}) (the network's outputs)")
 
     def end_pipeline(self):
         """Forget the learning trial whose backward pass the next pipelined trial would run

@@ -246,3 +246,45 @@ def test_output_tau_gradients_converge_to_stepped_fd(loss_type, scale):
             errors.append(rel_err(scale * result.grads[name], fd))
     assert max(errors[:2]) < 0.15
     assert errors[2] < 0.4 * errors[0] and errors[3] < 0.4 * errors[1]
+
+
+@pytest.mark.parametrize("recurrent, n_layers", [(True, 1), (False, 2)])
+def test_input_gradients_by_channel_equal_a_row_per_spike(monkeypatch, recurrent, n_layers):
+    """For many inputs the CPU engine forms the input weights' gradients by channel after the
+    time loop (``kernels.BY_CHANNEL_BYTES``): the same gradients, to rounding, as a row of dW_in
+    per input spike, including spikes in the last step (which change nothing) and channels that
+    spike several times or never; the other gradients are unchanged."""
+    from eventprop.backends.cpu import kernels
+    data = random_data(5, 4, 80, n_spikes=60)
+    last = SpikeData.from_lists([[3, 79, 79]], [[0, 0, 5]], [0], 80, N_IN)   # last-step spikes
+    data = SpikeData.from_lists(
+        [data.steps[data.offsets[b]:data.offsets[b + 1]] for b in range(3)] + [last.steps],
+        [data.channels[data.offsets[b]:data.offsets[b + 1]] for b in range(3)] + [last.channels],
+        data.labels, 80, N_IN)
+    grads = {}
+    for threshold in (2**40, 0):
+        monkeypatch.setattr(kernels, "BY_CHANNEL_BYTES", threshold)
+        net = make_net("sum_weigh_exp", dt=1.0, T=80.0, recurrent=recurrent, n_layers=n_layers)
+        grads[threshold] = gradient(net, data).grads
+    per_spike, by_channel = grads[2**40], grads[0]
+    assert np.abs(per_spike["w_input_hidden"]).max() > 0
+    assert not per_spike["w_input_hidden"][~np.isin(np.arange(N_IN), data.channels)].any()
+    for name, g in per_spike.items():
+        np.testing.assert_allclose(by_channel[name], g, rtol=1e-12, atol=1e-15, err_msg=name)
+
+
+def test_inputs_that_do_not_fit_the_network_are_errors():
+    """run_batch names what does not fit instead of letting a kernel read outside its arrays:
+    a trial of another length, channels beyond the inputs, labels beyond the outputs."""
+    net = make_net("sum_weigh_exp", dt=1.0, T=40.0)
+    data = random_data(1, 2, 40)
+    in_ptr, in_ch = data.batch(np.arange(2))
+    net.run_batch(in_ptr, in_ch, data.labels, learn=True)
+    other = random_data(1, 2, 80)
+    with pytest.raises(ValueError, match="40 steps"):
+        net.run_batch(*other.batch(np.arange(2)), other.labels, learn=False)
+    with pytest.raises(ValueError, match=f"input channel {N_IN} outside"):
+        net.run_batch(in_ptr, np.where(in_ch == in_ch[0], N_IN, in_ch), data.labels,
+                      learn=False)
+    with pytest.raises(ValueError, match="labels"):
+        net.run_batch(in_ptr, in_ch, np.array([0, N_OUT]), learn=False)
