@@ -2,8 +2,9 @@
 import math
 from collections import namedtuple
 
+import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from eventprop.models import model_function
 
@@ -42,6 +43,20 @@ def adam_arrays(theta, g, m, v, step, index):
 
 
 ALL_ELEMENTS = np.zeros(0, dtype=np.int64)      # ``adam_arrays``: no index, every element
+
+# Parameters of at least this many elements take their Adam step in parts on the engine's
+# threads (``adam_in_parts``; the same values: every element is updated on its own). Smaller
+# ones are not worth waking the threads (a Yin-Yang network takes thousands of small steps).
+PARALLEL_ADAM_SIZE = 1 << 20
+
+
+@njit(parallel=True, cache=True)
+def adam_in_parts(theta, g, m, v, step, n_parts):
+    """``adam_arrays`` over every element of flat arrays, in ``n_parts`` parts in parallel."""
+    size = theta.shape[0]
+    for part in prange(n_parts):
+        lo, hi = part * size // n_parts, (part + 1) * size // n_parts
+        adam_arrays(theta[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], step, ALL_ELEMENTS)
 
 
 class Adam:
@@ -94,8 +109,12 @@ class Adam:
             m, v = self.moments(name, g)
             theta = params[name]
             flat = theta.reshape(-1)          # a view where theta is contiguous
-            adam_arrays(flat, g.reshape(-1), m.reshape(-1), v.reshape(-1),
-                        self.for_parameter(step, name), existing.get(name, ALL_ELEMENTS))
+            arrays = (flat, g.reshape(-1), m.reshape(-1), v.reshape(-1),
+                      self.for_parameter(step, name))
+            if name not in existing and flat.size >= PARALLEL_ADAM_SIZE:
+                adam_in_parts(*arrays, numba.get_num_threads())
+            else:
+                adam_arrays(*arrays, existing.get(name, ALL_ELEMENTS))
             if not np.shares_memory(flat, theta):
                 theta[...] = flat.reshape(theta.shape)
 

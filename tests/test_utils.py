@@ -55,6 +55,25 @@ def test_adam_matches_closed_form():
     assert fresh.t == 2 and np.allclose(fresh.m["w"], adam.m["w"])
 
 
+def test_adam_in_parts_equals_adam_in_one_pass(monkeypatch):
+    """Large parameters take their Adam step in parts on several threads
+    (``optim.PARALLEL_ADAM_SIZE``): the same values, bit for bit, as one pass, for a size that
+    does not divide evenly into the parts."""
+    rng = np.random.default_rng(0)
+    theta = rng.normal(size=(37, 29)).astype(np.float32)
+    grads = [rng.normal(size=theta.shape).astype(np.float32) for _ in range(3)]
+    results = []
+    for size in (10**9, 1):
+        monkeypatch.setattr(optim, "PARALLEL_ADAM_SIZE", size)
+        adam, params = optim.Adam(), {"w": theta.copy()}
+        for g in grads:
+            adam.step(params, {"w": g}, 0.01, ["w"])
+        results.append((params["w"], adam.m["w"], adam.v["w"]))
+    assert not np.array_equal(results[0][0], theta)
+    for one, parts in zip(*results):
+        np.testing.assert_array_equal(parts, one)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_adam_rounds_every_operation_in_the_parameters_dtype(dtype):
     """The compiled Adam (``optim.adam_update``) equals, bit for bit, NumPy's array arithmetic
