@@ -248,12 +248,14 @@ def test_output_tau_gradients_converge_to_stepped_fd(loss_type, scale):
     assert errors[2] < 0.4 * errors[0] and errors[3] < 0.4 * errors[1]
 
 
-@pytest.mark.parametrize("recurrent, n_layers", [(True, 1), (False, 2)])
-def test_input_gradients_by_channel_equal_a_row_per_spike(monkeypatch, recurrent, n_layers):
-    """For many inputs the CPU engine forms the input weights' gradients by channel after the
-    time loop (``kernels.BY_CHANNEL_BYTES``): the same gradients, to rounding, as a row of dW_in
-    per input spike, including spikes in the last step (which change nothing) and channels that
-    spike several times or never; the other gradients are unchanged."""
+@pytest.mark.parametrize("recurrent, n_layers", [(True, 1), (False, 2), (True, 2)])
+def test_weight_gradients_after_the_loop_equal_a_row_per_spike(monkeypatch, recurrent,
+                                                               n_layers):
+    """Where a projection's gradients outgrow the caches, the CPU engine forms them after the
+    time loop by presynaptic neuron (``kernels.LATER_BYTES``): input, hidden -> hidden and
+    recurrent weights get the same gradients, to rounding, as with a row of dW per spike,
+    including spikes in the last step (which change nothing) and neurons that spike several
+    times or never; the other gradients and the spikes are unchanged."""
     from eventprop.backends.cpu import kernels
     data = random_data(5, 4, 80, n_spikes=60)
     last = SpikeData.from_lists([[3, 79, 79]], [[0, 0, 5]], [0], 80, N_IN)   # last-step spikes
@@ -261,16 +263,18 @@ def test_input_gradients_by_channel_equal_a_row_per_spike(monkeypatch, recurrent
         [data.steps[data.offsets[b]:data.offsets[b + 1]] for b in range(3)] + [last.steps],
         [data.channels[data.offsets[b]:data.offsets[b + 1]] for b in range(3)] + [last.channels],
         data.labels, 80, N_IN)
-    grads = {}
+    results = {}
     for threshold in (2**40, 0):
-        monkeypatch.setattr(kernels, "BY_CHANNEL_BYTES", threshold)
+        monkeypatch.setattr(kernels, "LATER_BYTES", threshold)
         net = make_net("sum_weigh_exp", dt=1.0, T=80.0, recurrent=recurrent, n_layers=n_layers)
-        grads[threshold] = gradient(net, data).grads
-    per_spike, by_channel = grads[2**40], grads[0]
-    assert np.abs(per_spike["w_input_hidden"]).max() > 0
-    assert not per_spike["w_input_hidden"][~np.isin(np.arange(N_IN), data.channels)].any()
-    for name, g in per_spike.items():
-        np.testing.assert_allclose(by_channel[name], g, rtol=1e-12, atol=1e-15, err_msg=name)
+        results[threshold] = gradient(net, data)
+    per_spike, later = results[2**40], results[0]
+    np.testing.assert_array_equal(later.hidden_counts, per_spike.hidden_counts)
+    assert (per_spike.hidden_counts.sum(axis=(0, 2)) > 0).all()
+    assert not per_spike.grads["w_input_hidden"][~np.isin(np.arange(N_IN), data.channels)].any()
+    for name, g in per_spike.grads.items():
+        assert not name.startswith("w_") or g.size == 0 or np.abs(g).max() > 0, name
+        np.testing.assert_allclose(later.grads[name], g, rtol=1e-12, atol=1e-15, err_msg=name)
 
 
 def test_inputs_that_do_not_fit_the_network_are_errors():

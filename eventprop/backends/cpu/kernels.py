@@ -122,21 +122,36 @@ def _adjoint_row(rev, w, dw, diff, tau_lam_I, n):
     return rev
 
 
+@njit(cache=True, fastmath=FASTMATH)
+def _reverse_current(rev, w, diff, n):
+    """rev + sum_j w_j diff_j over j < n (``_adjoint_row`` without the gradient samples, which
+    a projection whose gradients are formed after the time loop leaves to
+    ``_subtract_sums_by_neuron``)."""
+    for j in range(n):
+        rev += w[j] * diff[j]
+    return rev
+
+
 @njit(cache=True, inline="always")
-def _backward_synapses(rev, w, dw, dd, D, idx, n_syn, post_diff, post_tau_lam_I, m, n_steps):
+def _backward_synapses(rev, w, dw, dd, D, idx, n_syn, post_diff, post_tau_lam_I, m, n_steps,
+                       later=False):
     """Backward pass of a spike of step m through one row of synapses: the gradient samples
     dW_ij -= tau_s,j lambda_I,j and (learned delays) dd_ij += w_ij (lambda_V,j - lambda_I,j),
     and the reverse current rev += w_ij (lambda_V,j - lambda_I,j), with the postsynaptic
     adjoints at the spike's arrival t_{m+1+D_ij} (``post_*[a % S]`` holds those at t_{a+1};
     ``post_tau_lam_I`` holds tau_s,j lambda_I,j); returns rev. A synapse that arrives after the
     last step it could change adds nothing. A projection whose delays are all zero comes
-    without delay steps (``network.synapses``), so it runs exactly as without delays."""
+    without delay steps (``network.synapses``), so it runs exactly as without delays. ``later``
+    (a dense projection without delays): the gradient samples are left for after the time
+    loop."""
     sparse = idx.shape[0] > 0
     learn_delays = dd.shape[0] > 0
     S = post_diff.shape[0]
     now = m % S                      # slot of step m; of step m + D: now + D, wrapped
     if D.shape[0] == 0:
         pd, pq = post_diff[now], post_tau_lam_I[now]
+        if later:
+            return _reverse_current(rev, w, pd, pd.shape[0])
         if not sparse or n_syn == pd.shape[0]:      # dense, or a sparse row with them all
             rev = _adjoint_row(rev, w, dw, pd, pq, pd.shape[0])
             if learn_delays:
@@ -383,11 +398,12 @@ def _forward_batch(params, synapses, model, inputs, options, store, traces, n_th
 
 @njit(cache=True, fastmath=FASTMATH)
 def _backward_sample(b, params, synapses, model, inputs, options, store, terms, traces, grads,
-                     history):
-    """Backward pass of sample b; its gradients are added to ``grads``. ``history`` (n_steps,
-    N), or (0, N): keep tau_s lambda_I of hidden layer 0 at every step there and form the
-    input weights' gradients by channel after the time loop (``_input_gradients_by_channel``),
-    instead of a row of dW_in per input spike."""
+                     history, later):
+    """Backward pass of sample b; its gradients are added to ``grads``. ``later`` (input,
+    hidden -> hidden, recurrent): the projections whose weight gradients are formed after the
+    time loop, by presynaptic neuron (``_subtract_sums_by_neuron``), instead of a row of dW per
+    spike; ``history`` (L, n_steps, N) (or empty when there are none) keeps tau_s lambda_I of
+    every hidden layer at every step for them."""
     in_ptr, in_ch = inputs
     W_in, W_fwd, W_rec, W_out = params.W_in, params.W_fwd, params.W_rec, params.W_out
     h_alpha, h_beta, h_d = params.h_alpha, params.h_beta, params.h_d
@@ -454,6 +470,9 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
             for c in range(C):
                 post_diff_o[slot, c] = lam_Vo[c] - lam_Io[c]
                 post_tau_lam_Io[slot, c] = tau_s_o[c] * lam_Io[c]
+            if history.shape[0] > 0 and events:
+                for l in range(L):
+                    history[l, m] = post_tau_lam_I[l, slot]
         # free adjoint dynamics from t_{m+1} to t_m
         for l in range(L):
             lV, lI, a_l, b_l, d_l = lam_V[l], lam_I[l], h_alpha[l], h_beta[l], h_d[l]
@@ -498,9 +517,8 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
                                        _row(D_in, c, no_index), _row(idx_in, c, no_index),
                                        _length(len_in, c), post_diff[0], post_tau_lam_I[0], m,
                                        n_steps)
-            elif history.shape[0] > 0:
-                if n_in > 0:
-                    history[m] = post_tau_lam_I[0, slot]
+            elif later[0]:
+                pass                 # the input gradients: by channel after the loop
             else:
                 pq0 = post_tau_lam_I[0, slot]
                 for k in range(in_ptr[b, m], in_ptr[b, m + 1]):
@@ -520,7 +538,7 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
                             rev, W_fwd[l, i], dW_fwd[l, i], _row2(dd_fwd, l, i, no_grad),
                             _row2(D_fwd, l, i, no_index), _row2(idx_fwd, l, i, no_index),
                             _length2(len_fwd, l, i), post_diff[l + 1], post_tau_lam_I[l + 1],
-                            m, n_steps)
+                            m, n_steps, later[1])
                     else:
                         rev = _backward_synapses(
                             rev, W_out[i], dW_out[i], _row(dd_out, i, no_grad),
@@ -531,7 +549,7 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
                             rev, W_rec[l, i], dW_rec[l, i], _row2(dd_rec, l, i, no_grad),
                             _row2(D_rec, l, i, no_index), _row2(idx_rec, l, i, no_index),
                             _length2(len_rec, l, i), post_diff[l], post_tau_lam_I[l], m,
-                            n_steps)
+                            n_steps, later[2])
                     if alif:
                         lam_V[l, i], lam_b[l, i] = alif_spike_jump(
                             lam_V[l, i], lam_b[l, i], rev, theta_jump, sp_b[b, s], imv, b_incr,
@@ -548,74 +566,96 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
         for c in range(C):
             if jump_step[b, c] == m:
                 lam_Vo[c] += jump_amount[b, c]
-    if history.shape[0] > 0:
-        _input_gradients_by_channel(b, in_ptr, in_ch, history, dW_in, n_steps)
+    if later[0]:                     # input spikes (channel, step), steps < n_steps - 1
+        lo, hi = in_ptr[b, 0], in_ptr[b, n_steps - 1]
+        steps = np.empty(hi - lo, dtype=np.int64)
+        for m in range(n_steps - 1):
+            steps[in_ptr[b, m] - lo:in_ptr[b, m + 1] - lo] = m
+        _subtract_sums_by_neuron(in_ch[lo:hi], steps, history[0], dW_in)
+    if later[1] or later[2]:         # stored hidden spikes (neuron, step), by layer
+        lo, hi = sp_ptr[b, 0], sp_ptr[b, n_steps - 1]
+        steps = np.empty(hi - lo, dtype=np.int64)
+        for m in range(n_steps - 1):
+            steps[sp_ptr[b, m] - lo:sp_ptr[b, m + 1] - lo] = m
+        neurons = sp_idx[b, lo:hi]
+        for l in range(L):
+            of_layer = (neurons >= l * N) & (neurons < (l + 1) * N)
+            pre, at = neurons[of_layer] - l * N, steps[of_layer]
+            if later[1] and l < L - 1:
+                _subtract_sums_by_neuron(pre, at, history[l + 1], dW_fwd[l])
+            if later[2]:
+                _subtract_sums_by_neuron(pre, at, history[l], dW_rec[l])
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _input_gradients_by_channel(b, in_ptr, in_ch, history, dW_in, n_steps):
-    """dW_in[c] -= sum of history[m] over the input spikes (c, m) of sample b, m < n_steps - 1:
-    the spikes sorted by channel (a counting sort), each channel's sum formed in a row of its
-    own and subtracted from dW_in once. The same gradient as a row of dW_in per spike, with
-    one pass over dW_in per sample instead of one per spike: for many inputs (a delay line)
-    dW_in is larger than the caches, and its rows are what the time goes into."""
-    n_in, N = dW_in.shape
-    lo, hi = in_ptr[b, 0], in_ptr[b, n_steps - 1]
-    start = np.zeros(n_in + 1, dtype=np.int64)
-    for k in range(lo, hi):
-        start[in_ch[k] + 1] += 1
-    for c in range(n_in):
-        start[c + 1] += start[c]
-    filled = start[:n_in].copy()
-    step_of = np.empty(hi - lo, dtype=np.int64)
-    for m in range(n_steps - 1):
-        for k in range(in_ptr[b, m], in_ptr[b, m + 1]):
-            c = in_ch[k]
-            step_of[filled[c]] = m
-            filled[c] += 1
-    row = np.empty(N, dtype=dW_in.dtype)
-    for c in range(n_in):
-        if start[c + 1] == start[c]:
+def _subtract_sums_by_neuron(pre, steps, history, dW):
+    """dW[i] -= sum of history[m] over the spikes (pre = i, step m) of a sample: the gradient
+    samples -tau_s lambda_I(t_(m+1)) of a projection without delays, with the spikes sorted by
+    presynaptic neuron (a counting sort) and each neuron's sum formed in a row of its own,
+    subtracted from dW once. The same gradient as a row of dW per spike, with one pass over dW
+    per sample instead of one per spike: where dW is larger than the caches (many inputs, large
+    hidden layers), its rows are what the time goes into."""
+    n_pre, N = dW.shape
+    start = np.zeros(n_pre + 1, dtype=np.int64)
+    for q in range(pre.shape[0]):
+        start[pre[q] + 1] += 1
+    for i in range(n_pre):
+        start[i + 1] += start[i]
+    filled = start[:n_pre].copy()
+    step_of = np.empty(pre.shape[0], dtype=np.int64)
+    for q in range(pre.shape[0]):
+        step_of[filled[pre[q]]] = steps[q]
+        filled[pre[q]] += 1
+    row = np.empty(N, dtype=dW.dtype)
+    for i in range(n_pre):
+        if start[i + 1] == start[i]:
             continue
-        row[:] = history[step_of[start[c]]]
-        for q in range(start[c] + 1, start[c + 1]):
+        row[:] = history[step_of[start[i]]]
+        for q in range(start[i] + 1, start[i + 1]):
             h = history[step_of[q]]
             for j in range(N):
                 row[j] += h[j]
-        dw = dW_in[c]
+        dw = dW[i]
         for j in range(N):
             dw[j] -= row[j]
 
 
-# The input weights' gradients are formed by channel (``_input_gradients_by_channel``) when a
-# chunk's dW_in is larger than this (bytes). Measured on a 2-core AMD EPYC (32 MiB L3), B = 32,
-# 1000 steps, SHD-like activity, time per batch by channel against a row per spike: 700 x 1024
-# inputs (2.8 MiB) 1.1x (slower), the delay line of 7,700 inputs x 256 (7.5 MiB) 1.0x, x 512
-# (15 MiB) 0.75x, x 1024 (30 MiB) 0.63x.
-BY_CHANNEL_BYTES = 8 * 2**20
+# A projection without delays or sparseness has its weight gradients formed after the time loop
+# (``_subtract_sums_by_neuron``) when a chunk's dW is larger than this (bytes). Measured on a
+# 2-core AMD EPYC (32 MiB L3), B = 32, 1000 steps, SHD-like activity, time per batch after the
+# loop against a row per spike: inputs 700 x 1024 (2.8 MiB) 1.1x (slower), the delay line of
+# 7,700 inputs x 256 (7.5 MiB) 1.0x, x 512 (15 MiB) 0.75x, x 1024 (30 MiB) 0.63x; 1024
+# recurrent (4 MiB) with 700 x 1024 inputs 1.04x, 2048 recurrent (16 MiB) with 700 x 2048
+# inputs 0.66x.
+LATER_BYTES = 8 * 2**20
 
 
 def backward_batch(params, synapses, model, inputs, options, store, terms, traces, grads):
     """Backward pass of every sample. Chunk k of ``grads`` (K chunks) accumulates the samples
     k B / K .. (k + 1) B / K - 1, in this order; the caller sums the chunks in their order."""
-    plain_input = (synapses.D_in.shape[0] == 0 and synapses.idx_in.shape[0] == 0
-                   and grads.dd_in.shape[1] == 0)
-    by_channel = plain_input and grads.dW_in[0].nbytes > BY_CHANNEL_BYTES
+    later = tuple(bool(D.shape[0] == 0 and idx.shape[0] == 0 and dd.shape[1] == 0
+                       and dW[0].nbytes > LATER_BYTES)
+                  for D, idx, dd, dW in ((synapses.D_in, synapses.idx_in, grads.dd_in, grads.dW_in),
+                                         (synapses.D_fwd, synapses.idx_fwd, grads.dd_fwd,
+                                          grads.dW_fwd),
+                                         (synapses.D_rec, synapses.idx_rec, grads.dd_rec,
+                                          grads.dW_rec)))
     _backward_batch(params, synapses, model, inputs, options, store, terms, traces, grads,
-                    numba.get_num_threads(), by_channel)
+                    numba.get_num_threads(), later)
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _backward_batch(params, synapses, model, inputs, options, store, terms, traces, grads,
-                    n_threads, by_channel):
+                    n_threads, later):
     """``backward_batch`` on ``n_threads`` threads."""
     n_chunks = grads.dW_in.shape[0]
     B = inputs.in_ptr.shape[0]
     n_steps = inputs.in_ptr.shape[1] - 1
-    N = grads.dW_in.shape[2]
+    L, N = params.h_alpha.shape
+    keep = later[0] or later[1] or later[2]
     next_chunk = np.zeros(1, dtype=np.int64)
     for _ in prange(n_threads):
-        history = np.zeros((n_steps if by_channel else 0, N), dtype=grads.dW_in.dtype)
+        history = np.zeros((L if keep else 0, n_steps, N), dtype=grads.dW_in.dtype)
         k = _take_next(next_chunk)
         while k < n_chunks:
             chunk = Gradients(grads.dW_in[k], grads.dW_fwd[k], grads.dW_rec[k], grads.dW_out[k],
@@ -624,5 +664,5 @@ def _backward_batch(params, synapses, model, inputs, options, store, terms, trac
                               grads.dd_rec[k], grads.dd_out[k])
             for b in range(k * B // n_chunks, (k + 1) * B // n_chunks):
                 _backward_sample(b, params, synapses, model, inputs, options, store, terms,
-                                 traces, chunk, history)
+                                 traces, chunk, history, later)
             k = _take_next(next_chunk)
