@@ -566,12 +566,22 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
         for c in range(C):
             if jump_step[b, c] == m:
                 lam_Vo[c] += jump_amount[b, c]
-    if later[0]:                     # input spikes (channel, step), steps < n_steps - 1
+    if later[0] or later[1] or later[2]:
+        _gradients_after_the_loop(b, in_ptr, in_ch, sp_ptr, sp_idx, history, grads, later)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _gradients_after_the_loop(b, in_ptr, in_ch, sp_ptr, sp_idx, history, grads, later):
+    """The weight gradients of the projections ``later`` (input, hidden -> hidden, recurrent)
+    of sample b from ``history``: the input spikes and the stored hidden spikes of the steps
+    m < n_steps - 1 (those of the last step change nothing), by presynaptic neuron."""
+    L, n_steps, N = history.shape
+    if later[0]:                     # input spikes (channel, step)
         lo, hi = in_ptr[b, 0], in_ptr[b, n_steps - 1]
         steps = np.empty(hi - lo, dtype=np.int64)
         for m in range(n_steps - 1):
             steps[in_ptr[b, m] - lo:in_ptr[b, m + 1] - lo] = m
-        _subtract_sums_by_neuron(in_ch[lo:hi], steps, history[0], dW_in)
+        _subtract_sums_by_neuron(in_ch[lo:hi], steps, history[0], grads.dW_in)
     if later[1] or later[2]:         # stored hidden spikes (neuron, step), by layer
         lo, hi = sp_ptr[b, 0], sp_ptr[b, n_steps - 1]
         steps = np.empty(hi - lo, dtype=np.int64)
@@ -582,9 +592,9 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
             of_layer = (neurons >= l * N) & (neurons < (l + 1) * N)
             pre, at = neurons[of_layer] - l * N, steps[of_layer]
             if later[1] and l < L - 1:
-                _subtract_sums_by_neuron(pre, at, history[l + 1], dW_fwd[l])
+                _subtract_sums_by_neuron(pre, at, history[l + 1], grads.dW_fwd[l])
             if later[2]:
-                _subtract_sums_by_neuron(pre, at, history[l], dW_rec[l])
+                _subtract_sums_by_neuron(pre, at, history[l], grads.dW_rec[l])
 
 
 @njit(cache=True, fastmath=FASTMATH)
