@@ -11,12 +11,14 @@
 #   pipeline  bench_cuda.py --pipeline at 256 and 1024 hidden (PIPELINE), --write
 #   delays    bench_delays.py --backend cuda (learned delays, delay line, connectivity), --write
 #   paper     bench_shd_epoch.py --paper (the paper_SHD configuration, one epoch), --write
+#   spyx      bench_spyx.py: a Spyx (JAX) model of the same shape on the same data, and the ratio
+#             (needs spyx's wheels in WHEELS: see bench_spyx.py)
 # With BEFORE=DIR (a checkout of an earlier version) the engine stage runs as after / before /
 # after, back to back, on the same GPU. Python packages the GPU machine lacks can be given as
 # wheels in WHEELS (default .whl/).
 set -uo pipefail
 out=${1:-gpu_check_out}
-stages=${STAGES:-tests engine pipeline delays paper}
+stages=${STAGES:-tests engine pipeline delays paper spyx}
 mkdir -p "$out"
 wheels=${WHEELS:-.whl}
 site=$(mktemp -d)
@@ -53,6 +55,9 @@ for stage in $stages; do
     paper)
         echo "=== paper_SHD epoch on the GPU"
         python3 bench/bench_shd_epoch.py --paper --write 2>&1 | tee "$out/paper.txt" ;;
+    spyx)
+        echo "=== Spyx against EventProp on the GPU"
+        (cd bench && python3 bench_spyx.py) 2>&1 | tee "$out/spyx.txt" ;;
     *)
         echo "unknown stage $stage" ;;
     esac
