@@ -58,6 +58,15 @@ def sparse_delays(net, synapses):
         for name, conn in net.connectivity.items() if getattr(synapses, "D_" + SHORT[name]).size})
 
 
+def unsigned_indices(synapses):
+    """``synapses`` with the postsynaptic indices of sparse rows as uint32 (the same memory):
+    numba indexes with an unsigned integer without testing for a negative index, which makes a
+    sparse row's synapses about 1.5 times faster to visit."""
+    return synapses._replace(**{
+        "idx_" + short: getattr(synapses, "idx_" + short).view(np.uint32)
+        for short in SHORT.values()})
+
+
 class CpuBackend(base.Backend):
     """Every array on the host; samples in parallel over the process's numba threads: the cores
     the process may use, or the count of ``threads.use_threads``, fewer for a trial with little
@@ -127,13 +136,13 @@ class CpuBackend(base.Backend):
 
     def _kernel_records(self, net):
         """The ``records.Parameters`` and ``records.Synapses`` of ``net`` in the kernels'
-        layout (``sparse_weights``, ``sparse_delays``; the delay steps compacted again only
-        when they change)."""
+        layout (``sparse_weights``, ``sparse_delays``, ``unsigned_indices``; the synapses
+        converted again only when they change)."""
         params, synapses = host_parameters(net), net.synapses()
-        if not net.connectivity:
-            return params, synapses
         if self._synapses[0] is not synapses:
-            self._synapses = (synapses, sparse_delays(net, synapses))
+            self._synapses = (synapses, unsigned_indices(sparse_delays(net, synapses)))
+        if not net.connectivity:
+            return params, self._synapses[1]
         return sparse_weights(net, params), self._synapses[1]
 
     def _existing_synapses(self, net):

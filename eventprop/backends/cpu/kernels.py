@@ -27,6 +27,7 @@ much and the caller re-runs the forward pass with larger buffers (the random num
 counter-based, so the re-run is identical).
 """
 import math
+from collections import namedtuple
 
 import numba
 import numpy as np
@@ -56,155 +57,203 @@ def _take_next(typingctx, counter):
     return types.int64(counter), codegen
 
 
+@intrinsic
+def _borrowed(typingctx, value):
+    """``value`` (an array, or a record of arrays and numbers) with each array's hold on its
+    owner dropped: the same data, shape and strides, but handing it to a helper, or taking a
+    view of it, costs no atomic increment and decrement of a reference count (per spike, those
+    were a fifth of the forward pass). Valid only while the owner lives: the kernels borrow the
+    records and the thread's arrays, which the batch function holds."""
+    def borrow(context, builder, ty, val):
+        if isinstance(ty, types.Array):
+            array = context.make_array(ty)(context, builder, value=val)
+            array.meminfo = cgutils.get_null_value(array.meminfo.type)
+            array.parent = cgutils.get_null_value(array.parent.type)
+            return array._getvalue()
+        if isinstance(ty, types.BaseTuple):
+            for k, member in enumerate(ty):
+                val = builder.insert_value(
+                    val, borrow(context, builder, member, builder.extract_value(val, k)), k)
+        return val
+
+    def codegen(context, builder, signature, args):
+        return borrow(context, builder, signature.args[0], args[0])
+    return value(value), codegen
+
+
 # ----------------------------------------------------------------------------------------------
 # Projections (``eventprop.projections``): a spike's synapses, dense or sparse, with or without
-# delays. A dense row holds one entry per postsynaptic neuron j; a sparse row holds its existing
-# synapses only (``projections.compact``): entry k is the synapse onto j = idx[k], k < n_syn,
-# for the weight w, its gradient dw, the delay steps D and their gradient dd alike. Arrays of
-# the postsynaptic neurons (I, the ring buffer ``buf`` (S, n_post) of the targets' currents of
-# the next S steps, slot a % S for step a, and the adjoints) are indexed by j. ``D`` is empty
-# without delays.
+# delays. A spike's row is named by a tuple ``row`` ((l, i) of a layered projection, (i,) of the
+# input and output ones) and its targets' layer by a tuple ``post`` ((l,) or ()): the helpers
+# index the whole arrays, W[row + (k,)], I[post + (j,)], and never take a row as an array of its
+# own (every such view costs an atomic reference-count pair; per spike that was a fifth of the
+# forward pass). A dense row holds one entry per postsynaptic neuron j; a sparse row holds its
+# existing synapses only (``projections.compact``): entry k < n_syn is the synapse onto
+# j = idx[row + (k,)] (unsigned, so indexing needs no negative-index test), for the weight W,
+# its gradient dW, the delay steps D and their gradient dd alike. The ring buffer ``buf``
+# (..., S, n_post) holds the targets' currents of the next S steps, slot a % S for step a. ``D``
+# is empty without delays, ``idx`` for a dense projection.
 # ----------------------------------------------------------------------------------------------
 
 @njit(cache=True, inline="always")
-def _deliver(w, I, D, idx, n_syn, buf, n, n_steps):
+def _deliver(W, D, idx, n_syn, row, I, buf, post, n, n_steps):
     """Synapse phase of a spike of step n: I_j(t_{n+1}) += w for a synapse without delay, or
     buf[n + D] += w to be added at step n + D (dropped beyond the trial)."""
     sparse = idx.shape[0] > 0
     if D.shape[0] == 0:
         if sparse:
             for k in range(n_syn):
-                I[idx[k]] += w[k]
+                I[post + (idx[row + (k,)],)] += W[row + (k,)]
         else:
-            for j in range(w.shape[0]):
-                I[j] += w[j]
+            for j in range(W.shape[len(row)]):
+                I[post + (j,)] += W[row + (j,)]
         return
-    S = buf.shape[0]
+    S = buf.shape[len(post)]
     now = n % S                      # slot of step n; slot of step n + D: now + D, wrapped
-    for k in range(n_syn if sparse else w.shape[0]):
-        j = idx[k] if sparse else k
-        if D[k] > 0:
-            if n + D[k] < n_steps:
-                slot = now + D[k]
-                buf[slot - S if slot >= S else slot, j] += w[k]
+    for k in range(n_syn if sparse else W.shape[len(row)]):
+        d = D[row + (k,)]
+        j = idx[row + (k,)] if sparse else k
+        if d > 0:
+            if n + d < n_steps:
+                slot = now + d
+                buf[post + (slot - S if slot >= S else slot, j)] += W[row + (k,)]
         else:
-            I[j] += w[k]
+            I[post + (j,)] += W[row + (k,)]
 
 
 @njit(cache=True, inline="always")
-def _deliver_input(w, D, idx, n_syn, buf, n, n_steps):
-    """An input spike of step n: buf[n + D] += w (D = 0 included: the input currents of a step
-    are summed from zero, then added, as without delays)."""
-    sparse = idx.shape[0] > 0
+def _deliver_input(W, D, idx, n_syn, c, buf, n, n_steps):
+    """An input spike (channel c) of step n: buf[n + D] += w (D = 0 included: the input
+    currents of a step are summed from zero, then added, as without delays)."""
     S = buf.shape[0]
     now = n % S
-    if D.shape[0] == 0 and sparse:
-        x = buf[now]
+    if D.shape[0] == 0:              # sparse, without delays
         for k in range(n_syn):
-            x[idx[k]] += w[k]
+            buf[now, idx[c, k]] += W[c, k]
         return
-    for k in range(n_syn if sparse else w.shape[0]):
-        j = idx[k] if sparse else k
-        d = D[k] if D.shape[0] > 0 else 0
+    sparse = idx.shape[0] > 0
+    for k in range(n_syn if sparse else W.shape[1]):
+        j = idx[c, k] if sparse else k
+        d = D[c, k]
         if n + d < n_steps:
             slot = now + d
-            buf[slot - S if slot >= S else slot, j] += w[k]
+            buf[slot - S if slot >= S else slot, j] += W[c, k]
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _adjoint_row(rev, w, dw, diff, tau_lam_I, n):
+def _adjoint_row(rev, W, dW, row, diff, tau_lam_I, post, n):
     """rev + sum_j w_j diff_j (the reverse current), and dw_j -= tau_s,j lambda_I,j, over
-    j < n. Not inlined: every caller runs this one compiled loop, so its sum is rounded alike
-    for a dense row and for a sparse row that has every synapse."""
+    j < n of row ``row``, with the adjoints diff[post + (j,)] and tau_lam_I[post + (j,)]. Not
+    inlined: every caller runs this one compiled loop, so its sum is rounded alike for a dense
+    row and for a sparse row that has every synapse."""
     for j in range(n):
-        rev += w[j] * diff[j]
-        dw[j] -= tau_lam_I[j]
+        rev += W[row + (j,)] * diff[post + (j,)]
+        dW[row + (j,)] -= tau_lam_I[post + (j,)]
     return rev
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _reverse_current(rev, w, diff, n):
+def _reverse_current(rev, W, row, diff, post, n):
     """rev + sum_j w_j diff_j over j < n (``_adjoint_row`` without the gradient samples, which
     a projection whose gradients are formed after the time loop leaves to
     ``_subtract_sums_by_neuron``)."""
     for j in range(n):
-        rev += w[j] * diff[j]
+        rev += W[row + (j,)] * diff[post + (j,)]
     return rev
 
 
 @njit(cache=True, inline="always")
-def _backward_synapses(rev, w, dw, dd, D, idx, n_syn, post_diff, post_tau_lam_I, m, n_steps,
-                       later=False):
+def _backward_synapses(rev, W, dW, dd, D, idx, n_syn, row, post_diff, post_tau_lam_I, post, m,
+                       n_steps, later=False):
     """Backward pass of a spike of step m through one row of synapses: the gradient samples
     dW_ij -= tau_s,j lambda_I,j and (learned delays) dd_ij += w_ij (lambda_V,j - lambda_I,j),
     and the reverse current rev += w_ij (lambda_V,j - lambda_I,j), with the postsynaptic
-    adjoints at the spike's arrival t_{m+1+D_ij} (``post_*[a % S]`` holds those at t_{a+1};
-    ``post_tau_lam_I`` holds tau_s,j lambda_I,j); returns rev. A synapse that arrives after the
-    last step it could change adds nothing. A projection whose delays are all zero comes
-    without delay steps (``network.synapses``), so it runs exactly as without delays. ``later``
-    (a dense projection without delays): the gradient samples are left for after the time
-    loop."""
+    adjoints at the spike's arrival t_{m+1+D_ij} (``post_*[post + (a % S,)]`` holds those at
+    t_{a+1}; ``post_tau_lam_I`` holds tau_s,j lambda_I,j); returns rev. A synapse that arrives
+    after the last step it could change adds nothing. A projection whose delays are all zero
+    comes without delay steps (``network.synapses``), so it runs exactly as without delays.
+    ``later`` (a dense projection without delays): the gradient samples are left for after the
+    time loop."""
     sparse = idx.shape[0] > 0
     learn_delays = dd.shape[0] > 0
-    S = post_diff.shape[0]
+    S = post_diff.shape[len(post)]
+    n_post = post_diff.shape[len(post) + 1]
     now = m % S                      # slot of step m; of step m + D: now + D, wrapped
+    at_now = post + (now,)
     if D.shape[0] == 0:
-        pd, pq = post_diff[now], post_tau_lam_I[now]
         if later:
-            return _reverse_current(rev, w, pd, pd.shape[0])
-        if not sparse or n_syn == pd.shape[0]:      # dense, or a sparse row with them all
-            rev = _adjoint_row(rev, w, dw, pd, pq, pd.shape[0])
+            return _reverse_current(rev, W, row, post_diff, at_now, n_post)
+        if not sparse or n_syn == n_post:           # dense, or a sparse row with them all
+            rev = _adjoint_row(rev, W, dW, row, post_diff, post_tau_lam_I, at_now, n_post)
             if learn_delays:
-                for j in range(pd.shape[0]):
-                    dd[j] += w[j] * pd[j]
+                for j in range(n_post):
+                    dd[row + (j,)] += W[row + (j,)] * post_diff[at_now + (j,)]
             return rev
         for k in range(n_syn):       # a sparse row: its synapses only
-            j = idx[k]
-            rev += w[k] * pd[j]
-            dw[k] -= pq[j]
+            j = idx[row + (k,)]
+            w = W[row + (k,)]
+            diff = post_diff[at_now + (j,)]
+            rev += w * diff
+            dW[row + (k,)] -= post_tau_lam_I[at_now + (j,)]
             if learn_delays:
-                dd[k] += w[k] * pd[j]
+                dd[row + (k,)] += w * diff
         return rev
-    for k in range(n_syn if sparse else w.shape[0]):
-        j = idx[k] if sparse else k
-        if m + D[k] >= n_steps - 1:
+    for k in range(n_syn if sparse else W.shape[len(row)]):
+        d = D[row + (k,)]
+        if m + d >= n_steps - 1:
             continue
-        slot = now + D[k]
+        j = idx[row + (k,)] if sparse else k
+        slot = now + d
         if slot >= S:
             slot -= S
-        diff = post_diff[slot, j]
-        rev += w[k] * diff
-        dw[k] -= post_tau_lam_I[slot, j]
+        w = W[row + (k,)]
+        diff = post_diff[post + (slot, j)]
+        rev += w * diff
+        dW[row + (k,)] -= post_tau_lam_I[post + (slot, j)]
         if learn_delays:
-            dd[k] += w[k] * diff
+            dd[row + (k,)] += w * diff
     return rev
 
 
-@njit(cache=True, inline="always")
-def _row(a, i, empty):
-    """Row i of a per-synapse array, or ``empty`` where the array is empty (dense, no delays)."""
-    return a[i] if a.shape[0] > 0 else empty
+ForwardState = namedtuple("ForwardState", [
+    "V", "I", "thr_b",              # hidden neurons (L, N): V, I, ALIF threshold offset
+    "Vo", "Io",                     # output neurons (C,)
+    "x_in",                         # input current of the step (N,)
+    "x_buf", "h_buf", "o_buf",      # ring buffers of arriving currents: inputs (S or 0, N)
+                                    # (delayed or sparse), hidden (L, S or 1, N), output (S or 1, C)
+    "stored", "fired",              # stored spikes per neuron; the neurons fired in a step
+    "crossed"])                     # threshold crossings of a layer in a step (bool, N rounded
+                                    # up to a multiple of 8: read as uint64 words)
+ForwardState.__doc__ = "The arrays of a thread in the forward pass, reused for its samples."
 
 
-@njit(cache=True, inline="always")
-def _row2(a, l, i, empty):
-    """Row (l, i) of a per-synapse array of a layered projection, or ``empty``."""
-    return a[l, i] if a.shape[0] > 0 else empty
-
-
-@njit(cache=True, inline="always")
-def _length(a, i):
-    return a[i] if a.shape[0] > 0 else 0
-
-
-@njit(cache=True, inline="always")
-def _length2(a, l, i):
-    return a[l, i] if a.shape[0] > 0 else 0
+@njit(cache=True)
+def _forward_state(params, synapses):
+    """A thread's ``ForwardState``; ring buffers of ``synapses.n_slots`` slots where a
+    projection has delays (or, for the inputs, is sparse), one otherwise."""
+    L, N = params.h_alpha.shape
+    C = params.o_alpha.shape[0]
+    S = synapses.n_slots
+    dtype = params.W_in.dtype
+    input_buffered = synapses.D_in.shape[0] > 0 or synapses.idx_in.shape[0] > 0
+    hidden_delayed = synapses.D_fwd.shape[0] > 0 or synapses.D_rec.shape[0] > 0
+    output_delayed = synapses.D_out.shape[0] > 0
+    return ForwardState(np.zeros((L, N), dtype=dtype), np.zeros((L, N), dtype=dtype),
+                        np.zeros((L, N), dtype=dtype), np.zeros(C, dtype=dtype),
+                        np.zeros(C, dtype=dtype), np.zeros(N, dtype=dtype),
+                        np.zeros((S if input_buffered else 0, N), dtype=dtype),
+                        np.zeros((L, S if hidden_delayed else 1, N), dtype=dtype),
+                        np.zeros((S if output_delayed else 1, C), dtype=dtype),
+                        np.zeros(L * N + C, dtype=np.int32), np.zeros(L * N, dtype=np.int32),
+                        np.zeros(8 * ((N + 7) // 8), dtype=np.bool_))
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _forward_sample(b, params, synapses, model, inputs, options, store, traces):
-    """Forward pass of sample b."""
+def _forward_sample(b, params, synapses, model, inputs, options, store, traces, state):
+    """Forward pass of sample b, with the thread's arrays ``state``."""
+    params, synapses, store, traces, state = (_borrowed(params), _borrowed(synapses),
+                                              _borrowed(store), _borrowed(traces),
+                                              _borrowed(state))
     in_ptr, in_ch = inputs
     W_in, W_fwd, W_rec, W_out = params.W_in, params.W_fwd, params.W_rec, params.W_out
     h_alpha, h_beta, h_c = params.h_alpha, params.h_beta, params.h_c
@@ -226,15 +275,11 @@ def _forward_sample(b, params, synapses, model, inputs, options, store, traces):
     real = W_in.dtype.type          # float32 or float64: keep every operation in that precision
     theta, v_reset, rho_b, tau_b, b_incr = real(theta), real(v_reset), real(rho_b), real(tau_b), \
         real(b_incr)
-    V = np.zeros((L, N), dtype=W_in.dtype)
-    I = np.zeros((L, N), dtype=W_in.dtype)
-    thr_b = np.zeros((L, N), dtype=W_in.dtype)
-    Vo = np.zeros(C, dtype=W_in.dtype)
-    Io = np.zeros(C, dtype=W_in.dtype)
-    stored = np.zeros(L * N + C, dtype=np.int32)
-    fired = np.empty(L * N, dtype=np.int32)
-    x_in = np.zeros(N, dtype=W_in.dtype)     # input current of the step
+    V, I, thr_b, Vo, Io, x_in, x_buf, h_buf, o_buf, stored, fired, crossed = state
+    crossed_words = crossed.view(np.uint64)
     zero = real(0)
+    V[:], I[:], thr_b[:], Vo[:], Io[:], stored[:] = zero, zero, zero, zero, zero, 0
+    x_buf[:], h_buf[:], o_buf[:] = zero, zero, zero
     # projections: delay steps, sparse rows, and the ring buffers of delayed spikes (inputs,
     # hidden layers, outputs; one slot when a projection has no delays)
     D_in, D_fwd, D_rec, D_out = synapses.D_in, synapses.D_fwd, synapses.D_rec, synapses.D_out
@@ -242,14 +287,12 @@ def _forward_sample(b, params, synapses, model, inputs, options, store, traces):
                                          synapses.idx_out)
     len_in, len_fwd, len_rec, len_out = (synapses.len_in, synapses.len_fwd, synapses.len_rec,
                                          synapses.len_out)
+    sparse_in, sparse_fwd, sparse_rec, sparse_out = (idx_in.shape[0] > 0, idx_fwd.shape[0] > 0,
+                                                     idx_rec.shape[0] > 0, idx_out.shape[0] > 0)
     S = synapses.n_slots
-    no_index = np.zeros(0, dtype=np.int32)
-    input_buffered = D_in.shape[0] > 0 or idx_in.shape[0] > 0
+    input_buffered = D_in.shape[0] > 0 or sparse_in
     hidden_delayed = D_fwd.shape[0] > 0 or D_rec.shape[0] > 0
     output_delayed = D_out.shape[0] > 0
-    x_buf = np.zeros((S if input_buffered else 0, N), dtype=W_in.dtype)
-    h_buf = np.zeros((L, S if hidden_delayed else 1, N), dtype=W_in.dtype)
-    o_buf = np.zeros((S if output_delayed else 1, C), dtype=W_in.dtype)
     noise_scale = real(noise_amp * math.sqrt(dt))
     ns = 0
     for c in range(C):
@@ -265,41 +308,46 @@ def _forward_sample(b, params, synapses, model, inputs, options, store, traces):
         # neuron phase: every neuron uses I(t_n)
         n_fired = 0
         for l in range(L):
-            V_l, I_l, b_l = V[l], I[l], thr_b[l]
-            alpha_l, c_l = h_alpha[l], h_c[l]
             for i in range(N):
-                V_l[i] = lif_membrane_update(V_l[i], I_l[i], alpha_l[i], c_l[i])
+                V[l, i] = lif_membrane_update(V[l, i], I[l, i], h_alpha[l, i], h_c[l, i])
             if noise_amp > 0.0:
                 for i in range(N):
-                    V_l[i] += noise_scale * normal_hash(seed, b, n, l * N + i)
+                    V[l, i] += noise_scale * normal_hash(seed, b, n, l * N + i)
             if alif:
                 for i in range(N):
-                    b_l[i] = alif_threshold_decay(b_l[i], rho_b)
+                    thr_b[l, i] = alif_threshold_decay(thr_b[l, i], rho_b)
+            # threshold test: of every neuron at once (vectorised), then in order for the
+            # neurons of the 8-neuron words of ``crossed`` that hold a crossing
             for i in range(N):
-                if V_l[i] < theta + b_l[i]:
+                crossed[i] = not V[l, i] < theta + thr_b[l, i]
+            for word in range(crossed_words.shape[0]):
+                if crossed_words[word] == 0:
                     continue
-                if p_drop > 0.0 and uniform_hash(seed + 1, b, n, l * N + i) <= p_drop:
-                    continue  # dropped crossing: no spike, no reset
-                g = l * N + i
-                counts[b, g] += 1
-                fired[n_fired] = g
-                n_fired += 1
-                if stored[g] < n_max_spike:
-                    stored[g] += 1
-                    if ns < cap:
-                        sp_idx[b, ns] = g
-                        if alif:
-                            sp_imv[b, ns] = alif_imv(I_l[i], V_l[i], b_l[i], tau_m_h[l, i],
-                                                     tau_b)
-                            sp_b[b, ns] = b_l[i]
-                        else:
-                            sp_imv[b, ns] = lif_imv(I_l[i], V_l[i])
-                    ns += 1
-                else:
-                    n_unstored[b] += 1
-                V_l[i] = v_reset
-                if alif:
-                    b_l[i] += b_incr
+                for i in range(8 * word, min(8 * word + 8, N)):
+                    if not crossed[i]:
+                        continue
+                    if p_drop > 0.0 and uniform_hash(seed + 1, b, n, l * N + i) <= p_drop:
+                        continue  # dropped crossing: no spike, no reset
+                    g = l * N + i
+                    counts[b, g] += 1
+                    fired[n_fired] = g
+                    n_fired += 1
+                    if stored[g] < n_max_spike:
+                        stored[g] += 1
+                        if ns < cap:
+                            sp_idx[b, ns] = g
+                            if alif:
+                                sp_imv[b, ns] = alif_imv(I[l, i], V[l, i], thr_b[l, i],
+                                                         tau_m_h[l, i], tau_b)
+                                sp_b[b, ns] = thr_b[l, i]
+                            else:
+                                sp_imv[b, ns] = lif_imv(I[l, i], V[l, i])
+                        ns += 1
+                    else:
+                        n_unstored[b] += 1
+                    V[l, i] = v_reset
+                    if alif:
+                        thr_b[l, i] += b_incr
         for c in range(C):
             v = lif_membrane_update(Vo[c], Io[c], o_alpha[c], o_c[c])
             if out_spiking and v >= theta:
@@ -319,9 +367,8 @@ def _forward_sample(b, params, synapses, model, inputs, options, store, traces):
             Vo[c] = v
         # synapse phase: I(t_{n+1}) = beta I(t_n) + weights of the spikes of step n
         for l in range(L):
-            I_l, beta_l = I[l], h_beta[l]
             for i in range(N):
-                I_l[i] = synapse_decay(I_l[i], beta_l[i])
+                I[l, i] = synapse_decay(I[l, i], h_beta[l, i])
         for c in range(C):
             Io[c] = synapse_decay(Io[c], o_beta[c])
         # the input spikes of the step are summed first, then added (the order of the GPU,
@@ -330,48 +377,45 @@ def _forward_sample(b, params, synapses, model, inputs, options, store, traces):
         if input_buffered:
             for k in range(in_ptr[b, n], in_ptr[b, n + 1]):
                 c = in_ch[k]
-                _deliver_input(W_in[c], _row(D_in, c, no_index), _row(idx_in, c, no_index),
-                               _length(len_in, c), x_buf, n, n_steps)
-            I_0, x_n = I[0], x_buf[n % S]
+                _deliver_input(W_in, D_in, idx_in, len_in[c] if sparse_in else 0, c, x_buf, n,
+                               n_steps)
+            now = n % S
             for j in range(N):
-                I_0[j] += x_n[j]
-                x_n[j] = zero
+                I[0, j] += x_buf[now, j]
+                x_buf[now, j] = zero
         elif in_ptr[b, n + 1] > in_ptr[b, n]:
             for j in range(N):
                 x_in[j] = zero
             for k in range(in_ptr[b, n], in_ptr[b, n + 1]):
-                w = W_in[in_ch[k]]
+                c = in_ch[k]
                 for j in range(N):
-                    x_in[j] += w[j]
-            I_0 = I[0]
+                    x_in[j] += W_in[c, j]
             for j in range(N):
-                I_0[j] += x_in[j]
+                I[0, j] += x_in[j]
         # delayed spikes of earlier steps that arrive now
         if hidden_delayed:
+            now = n % S
             for l in range(L):
-                I_l, h_n = I[l], h_buf[l, n % S]
                 for j in range(N):
-                    I_l[j] += h_n[j]
-                    h_n[j] = zero
+                    I[l, j] += h_buf[l, now, j]
+                    h_buf[l, now, j] = zero
         if output_delayed:
-            o_n = o_buf[n % S]
+            now = n % S
             for c in range(C):
-                Io[c] += o_n[c]
-                o_n[c] = zero
+                Io[c] += o_buf[now, c]
+                o_buf[now, c] = zero
         for k in range(n_fired):
             l = fired[k] // N
             i = fired[k] - l * N
             if l < L - 1:
-                _deliver(W_fwd[l, i], I[l + 1], _row2(D_fwd, l, i, no_index),
-                         _row2(idx_fwd, l, i, no_index), _length2(len_fwd, l, i), h_buf[l + 1],
-                         n, n_steps)
+                _deliver(W_fwd, D_fwd, idx_fwd, len_fwd[l, i] if sparse_fwd else 0, (l, i), I,
+                         h_buf, (l + 1,), n, n_steps)
             else:
-                _deliver(W_out[i], Io, _row(D_out, i, no_index), _row(idx_out, i, no_index),
-                         _length(len_out, i), o_buf, n, n_steps)
+                _deliver(W_out, D_out, idx_out, len_out[i] if sparse_out else 0, (i,), Io,
+                         o_buf, (), n, n_steps)
             if recurrent:
-                _deliver(W_rec[l, i], I[l], _row2(D_rec, l, i, no_index),
-                         _row2(idx_rec, l, i, no_index), _length2(len_rec, l, i), h_buf[l], n,
-                         n_steps)
+                _deliver(W_rec, D_rec, idx_rec, len_rec[l, i] if sparse_rec else 0, (l, i), I,
+                         h_buf, (l,), n, n_steps)
     sp_ptr[b, n_steps] = min(ns, cap)
     sp_need[b] = ns
     for c in range(C):
@@ -390,20 +434,53 @@ def _forward_batch(params, synapses, model, inputs, options, store, traces, n_th
     B = inputs.in_ptr.shape[0]
     next_sample = np.zeros(1, dtype=np.int64)
     for _ in prange(n_threads):
+        state = _forward_state(params, synapses)
         b = _take_next(next_sample)
         while b < B:
-            _forward_sample(b, params, synapses, model, inputs, options, store, traces)
+            _forward_sample(b, params, synapses, model, inputs, options, store, traces, state)
             b = _take_next(next_sample)
+
+
+BackwardState = namedtuple("BackwardState", [
+    "lam_V", "lam_I", "lam_b",      # adjoints of the hidden neurons (L, N)
+    "lam_Vo", "lam_Io",             # of the output neurons (C,)
+    "post_diff", "post_tau_lam_I",  # hidden adjoints at t_{m+1} (L, S, N), slot m % S:
+                                    # lambda_V - lambda_I and tau_s lambda_I; S = longest delay
+                                    # + 1 steps with delays (for the spikes that arrive later), 1
+    "post_diff_o", "post_tau_lam_Io",   # the same of the output neurons (S, C)
+    "history"])                     # tau_s lambda_I of every hidden layer at every step
+                                    # (L, n_steps, N), or empty: see ``_backward_sample``
+BackwardState.__doc__ = "The arrays of a thread in the backward pass, reused for its samples."
+
+
+@njit(cache=True)
+def _backward_state(params, synapses, n_steps, keep_history):
+    """A thread's ``BackwardState``."""
+    L, N = params.h_alpha.shape
+    C = params.o_alpha.shape[0]
+    dtype = params.W_in.dtype
+    delayed = (synapses.D_in.shape[0] > 0 or synapses.D_fwd.shape[0] > 0
+               or synapses.D_rec.shape[0] > 0 or synapses.D_out.shape[0] > 0)
+    S = synapses.n_slots if delayed else 1
+    return BackwardState(np.zeros((L, N), dtype=dtype), np.zeros((L, N), dtype=dtype),
+                         np.zeros((L, N), dtype=dtype), np.zeros(C, dtype=dtype),
+                         np.zeros(C, dtype=dtype), np.zeros((L, S, N), dtype=dtype),
+                         np.zeros((L, S, N), dtype=dtype), np.zeros((S, C), dtype=dtype),
+                         np.zeros((S, C), dtype=dtype),
+                         np.zeros((L if keep_history else 0, n_steps, N), dtype=dtype))
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _backward_sample(b, params, synapses, model, inputs, options, store, terms, traces, grads,
-                     history, later):
-    """Backward pass of sample b; its gradients are added to ``grads``. ``later`` (input,
-    hidden -> hidden, recurrent): the projections whose weight gradients are formed after the
-    time loop, by presynaptic neuron (``_subtract_sums_by_neuron``), instead of a row of dW per
-    spike; ``history`` (L, n_steps, N) (or empty when there are none) keeps tau_s lambda_I of
-    every hidden layer at every step for them."""
+                     state, later):
+    """Backward pass of sample b, with the thread's arrays ``state``; its gradients are added
+    to ``grads``. ``later`` (input, hidden -> hidden, recurrent): the projections whose weight
+    gradients are formed after the time loop, by presynaptic neuron
+    (``_subtract_sums_by_neuron``), instead of a row of dW per spike; ``state.history`` keeps
+    tau_s lambda_I of every hidden layer at every step for them."""
+    params, synapses, store, terms, traces, grads, state = (
+        _borrowed(params), _borrowed(synapses), _borrowed(store), _borrowed(terms),
+        _borrowed(traces), _borrowed(grads), _borrowed(state))
     in_ptr, in_ch = inputs
     W_in, W_fwd, W_rec, W_out = params.W_in, params.W_fwd, params.W_rec, params.W_out
     h_alpha, h_beta, h_d = params.h_alpha, params.h_beta, params.h_d
@@ -429,8 +506,8 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
                                          synapses.len_out)
     delayed = (D_in.shape[0] > 0 or D_fwd.shape[0] > 0 or D_rec.shape[0] > 0
                or D_out.shape[0] > 0)
-    no_index = np.zeros(0, dtype=np.int32)
-    no_grad = np.zeros(0, dtype=W_out.dtype)
+    sparse_in, sparse_fwd, sparse_rec, sparse_out = (idx_in.shape[0] > 0, idx_fwd.shape[0] > 0,
+                                                     idx_rec.shape[0] > 0, idx_out.shape[0] > 0)
     L, N = h_alpha.shape
     C = o_alpha.shape[0]
     recurrent = W_rec.shape[0] > 0
@@ -441,19 +518,11 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
     zero = real(0)
     theta_jump, dt, rho_b, tau_b, b_incr = real(theta_jump), real(dt), real(rho_b), real(tau_b), \
         real(b_incr)
-    lam_V = np.zeros((L, N), dtype=dtype)
-    lam_I = np.zeros((L, N), dtype=dtype)
-    lam_b = np.zeros((L, N), dtype=dtype)
-    lam_Vo = np.zeros(C, dtype=dtype)
-    lam_Io = np.zeros(C, dtype=dtype)
-    # postsynaptic adjoints at t_{m+1}: lambda_V - lambda_I (reverse current) and
-    # tau_s lambda_I (gradient samples), in slot m % S; with delays, S = longest delay + 1
-    # steps of them, for the spikes of earlier steps that arrive later
-    S = synapses.n_slots if delayed else 1
-    post_diff = np.zeros((L, S, N), dtype=dtype)
-    post_tau_lam_I = np.zeros((L, S, N), dtype=dtype)
-    post_diff_o = np.zeros((S, C), dtype=dtype)
-    post_tau_lam_Io = np.zeros((S, C), dtype=dtype)
+    (lam_V, lam_I, lam_b, lam_Vo, lam_Io, post_diff, post_tau_lam_I, post_diff_o,
+     post_tau_lam_Io, history) = state
+    lam_V[:], lam_I[:], lam_b[:], lam_Vo[:], lam_Io[:] = zero, zero, zero, zero, zero
+    post_diff[:], post_tau_lam_I[:], post_diff_o[:], post_tau_lam_Io[:] = zero, zero, zero, zero
+    S = post_diff.shape[1]
     for m in range(n_steps - 1, -1, -1):
         n_in = in_ptr[b, m + 1] - in_ptr[b, m]
         s0 = sp_ptr[b, m]
@@ -503,28 +572,24 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
                 dtau_s_o[c] += tau_s_gradient(lam_Io[c], I_out_tr[b, m, c], tau_s_o[c], dt)
         if events:
             # input spikes: gradient samples (and the delays' gradients; no reverse current)
-            if D_in.shape[0] == 0 and idx_in.shape[0] > 0 and dd_in.shape[0] == 0:
-                pq0 = post_tau_lam_I[0, slot]
+            if D_in.shape[0] == 0 and sparse_in and dd_in.shape[0] == 0:
                 for k in range(in_ptr[b, m], in_ptr[b, m + 1]):
                     c = in_ch[k]
-                    dw, ix = dW_in[c], idx_in[c]
                     for q in range(len_in[c]):
-                        dw[q] -= pq0[ix[q]]
-            elif D_in.shape[0] > 0 or idx_in.shape[0] > 0 or dd_in.shape[0] > 0:
+                        dW_in[c, q] -= post_tau_lam_I[0, slot, idx_in[c, q]]
+            elif D_in.shape[0] > 0 or sparse_in or dd_in.shape[0] > 0:
                 for k in range(in_ptr[b, m], in_ptr[b, m + 1]):
                     c = in_ch[k]
-                    _backward_synapses(zero, W_in[c], dW_in[c], _row(dd_in, c, no_grad),
-                                       _row(D_in, c, no_index), _row(idx_in, c, no_index),
-                                       _length(len_in, c), post_diff[0], post_tau_lam_I[0], m,
-                                       n_steps)
+                    _backward_synapses(zero, W_in, dW_in, dd_in, D_in, idx_in,
+                                       len_in[c] if sparse_in else 0, (c,), post_diff,
+                                       post_tau_lam_I, (0,), m, n_steps)
             elif later[0]:
                 pass                 # the input gradients: by channel after the loop
             else:
-                pq0 = post_tau_lam_I[0, slot]
                 for k in range(in_ptr[b, m], in_ptr[b, m + 1]):
-                    dw = dW_in[in_ch[k]]
+                    c = in_ch[k]
                     for j in range(N):
-                        dw[j] -= pq0[j]
+                        dW_in[c, j] -= post_tau_lam_I[0, slot, j]
             # hidden and output spikes of step m
             for s in range(s0, s1):
                 g = sp_idx[b, s]
@@ -535,21 +600,19 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
                     rev = zero
                     if l < L - 1:
                         rev = _backward_synapses(
-                            rev, W_fwd[l, i], dW_fwd[l, i], _row2(dd_fwd, l, i, no_grad),
-                            _row2(D_fwd, l, i, no_index), _row2(idx_fwd, l, i, no_index),
-                            _length2(len_fwd, l, i), post_diff[l + 1], post_tau_lam_I[l + 1],
-                            m, n_steps, later[1])
+                            rev, W_fwd, dW_fwd, dd_fwd, D_fwd, idx_fwd,
+                            len_fwd[l, i] if sparse_fwd else 0, (l, i), post_diff,
+                            post_tau_lam_I, (l + 1,), m, n_steps, later[1])
                     else:
                         rev = _backward_synapses(
-                            rev, W_out[i], dW_out[i], _row(dd_out, i, no_grad),
-                            _row(D_out, i, no_index), _row(idx_out, i, no_index),
-                            _length(len_out, i), post_diff_o, post_tau_lam_Io, m, n_steps)
+                            rev, W_out, dW_out, dd_out, D_out, idx_out,
+                            len_out[i] if sparse_out else 0, (i,), post_diff_o, post_tau_lam_Io,
+                            (), m, n_steps)
                     if recurrent:
                         rev = _backward_synapses(
-                            rev, W_rec[l, i], dW_rec[l, i], _row2(dd_rec, l, i, no_grad),
-                            _row2(D_rec, l, i, no_index), _row2(idx_rec, l, i, no_index),
-                            _length2(len_rec, l, i), post_diff[l], post_tau_lam_I[l], m,
-                            n_steps, later[2])
+                            rev, W_rec, dW_rec, dd_rec, D_rec, idx_rec,
+                            len_rec[l, i] if sparse_rec else 0, (l, i), post_diff,
+                            post_tau_lam_I, (l,), m, n_steps, later[2])
                     if alif:
                         lam_V[l, i], lam_b[l, i] = alif_spike_jump(
                             lam_V[l, i], lam_b[l, i], rev, theta_jump, sp_b[b, s], imv, b_incr,
@@ -661,11 +724,10 @@ def _backward_batch(params, synapses, model, inputs, options, store, terms, trac
     n_chunks = grads.dW_in.shape[0]
     B = inputs.in_ptr.shape[0]
     n_steps = inputs.in_ptr.shape[1] - 1
-    L, N = params.h_alpha.shape
     keep = later[0] or later[1] or later[2]
     next_chunk = np.zeros(1, dtype=np.int64)
     for _ in prange(n_threads):
-        history = np.zeros((L if keep else 0, n_steps, N), dtype=grads.dW_in.dtype)
+        state = _backward_state(params, synapses, n_steps, keep)
         k = _take_next(next_chunk)
         while k < n_chunks:
             chunk = Gradients(grads.dW_in[k], grads.dW_fwd[k], grads.dW_rec[k], grads.dW_out[k],
@@ -674,5 +736,5 @@ def _backward_batch(params, synapses, model, inputs, options, store, terms, trac
                               grads.dd_rec[k], grads.dd_out[k])
             for b in range(k * B // n_chunks, (k + 1) * B // n_chunks):
                 _backward_sample(b, params, synapses, model, inputs, options, store, terms,
-                                 traces, chunk, history, later)
+                                 traces, chunk, state, later)
             k = _take_next(next_chunk)
