@@ -222,8 +222,9 @@ ForwardState = namedtuple("ForwardState", [
     "x_buf", "h_buf", "o_buf",      # ring buffers of arriving currents: inputs (S or 0, N)
                                     # (delayed or sparse), hidden (L, S or 1, N), output (S or 1, C)
     "stored", "fired",              # stored spikes per neuron; the neurons fired in a step
-    "crossed"])                     # threshold crossings of a layer in a step (bool, N rounded
+    "crossed",                      # threshold crossings of a layer in a step (bool, N rounded
                                     # up to a multiple of 8: read as uint64 words)
+    "crossing"])                    # the neurons of a layer that crossed in a step (N,)
 ForwardState.__doc__ = "The arrays of a thread in the forward pass, reused for its samples."
 
 
@@ -245,7 +246,27 @@ def _forward_state(params, synapses):
                         np.zeros((L, S if hidden_delayed else 1, N), dtype=dtype),
                         np.zeros((S if output_delayed else 1, C), dtype=dtype),
                         np.zeros(L * N + C, dtype=np.int32), np.zeros(L * N, dtype=np.int32),
-                        np.zeros(8 * ((N + 7) // 8), dtype=np.bool_))
+                        np.zeros(8 * ((N + 7) // 8), dtype=np.bool_),
+                        np.zeros(N, dtype=np.int32))
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _threshold_crossings(V, thr_b, theta, crossed, crossing):
+    """The neurons i with V_i >= theta + b_i, in order, into ``crossing``; returns how many.
+    The test runs on every neuron at once (vectorised); the scan reads ``crossed`` by 64-bit
+    words of 8 neurons and looks inside the words that hold a crossing."""
+    N = V.shape[0]
+    for i in range(N):
+        crossed[i] = not V[i] < theta + thr_b[i]
+    words = crossed.view(np.uint64)
+    count = 0
+    for word in range(words.shape[0]):
+        if words[word] != 0:
+            for i in range(8 * word, min(8 * word + 8, N)):
+                if crossed[i]:
+                    crossing[count] = i
+                    count += 1
+    return count
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -275,8 +296,7 @@ def _forward_sample(b, params, synapses, model, inputs, options, store, traces, 
     real = W_in.dtype.type          # float32 or float64: keep every operation in that precision
     theta, v_reset, rho_b, tau_b, b_incr = real(theta), real(v_reset), real(rho_b), real(tau_b), \
         real(b_incr)
-    V, I, thr_b, Vo, Io, x_in, x_buf, h_buf, o_buf, stored, fired, crossed = state
-    crossed_words = crossed.view(np.uint64)
+    V, I, thr_b, Vo, Io, x_in, x_buf, h_buf, o_buf, stored, fired, crossed, crossing = state
     zero = real(0)
     V[:], I[:], thr_b[:], Vo[:], Io[:], stored[:] = zero, zero, zero, zero, zero, 0
     x_buf[:], h_buf[:], o_buf[:] = zero, zero, zero
@@ -316,38 +336,31 @@ def _forward_sample(b, params, synapses, model, inputs, options, store, traces, 
             if alif:
                 for i in range(N):
                     thr_b[l, i] = alif_threshold_decay(thr_b[l, i], rho_b)
-            # threshold test: of every neuron at once (vectorised), then in order for the
-            # neurons of the 8-neuron words of ``crossed`` that hold a crossing
-            for i in range(N):
-                crossed[i] = not V[l, i] < theta + thr_b[l, i]
-            for word in range(crossed_words.shape[0]):
-                if crossed_words[word] == 0:
-                    continue
-                for i in range(8 * word, min(8 * word + 8, N)):
-                    if not crossed[i]:
-                        continue
-                    if p_drop > 0.0 and uniform_hash(seed + 1, b, n, l * N + i) <= p_drop:
-                        continue  # dropped crossing: no spike, no reset
-                    g = l * N + i
-                    counts[b, g] += 1
-                    fired[n_fired] = g
-                    n_fired += 1
-                    if stored[g] < n_max_spike:
-                        stored[g] += 1
-                        if ns < cap:
-                            sp_idx[b, ns] = g
-                            if alif:
-                                sp_imv[b, ns] = alif_imv(I[l, i], V[l, i], thr_b[l, i],
-                                                         tau_m_h[l, i], tau_b)
-                                sp_b[b, ns] = thr_b[l, i]
-                            else:
-                                sp_imv[b, ns] = lif_imv(I[l, i], V[l, i])
-                        ns += 1
-                    else:
-                        n_unstored[b] += 1
-                    V[l, i] = v_reset
-                    if alif:
-                        thr_b[l, i] += b_incr
+            n_crossed = _threshold_crossings(V[l], thr_b[l], theta, crossed, crossing)
+            for k in range(n_crossed):
+                i = crossing[k]
+                if p_drop > 0.0 and uniform_hash(seed + 1, b, n, l * N + i) <= p_drop:
+                    continue  # dropped crossing: no spike, no reset
+                g = l * N + i
+                counts[b, g] += 1
+                fired[n_fired] = g
+                n_fired += 1
+                if stored[g] < n_max_spike:
+                    stored[g] += 1
+                    if ns < cap:
+                        sp_idx[b, ns] = g
+                        if alif:
+                            sp_imv[b, ns] = alif_imv(I[l, i], V[l, i], thr_b[l, i],
+                                                     tau_m_h[l, i], tau_b)
+                            sp_b[b, ns] = thr_b[l, i]
+                        else:
+                            sp_imv[b, ns] = lif_imv(I[l, i], V[l, i])
+                    ns += 1
+                else:
+                    n_unstored[b] += 1
+                V[l, i] = v_reset
+                if alif:
+                    thr_b[l, i] += b_incr
         for c in range(C):
             v = lif_membrane_update(Vo[c], Io[c], o_alpha[c], o_c[c])
             if out_spiking and v >= theta:
@@ -404,8 +417,10 @@ def _forward_sample(b, params, synapses, model, inputs, options, store, traces, 
             for c in range(C):
                 Io[c] += o_buf[now, c]
                 o_buf[now, c] = zero
+        l = 0
         for k in range(n_fired):
-            l = fired[k] // N
+            while fired[k] >= (l + 1) * N:      # ``fired`` lists the layers in order
+                l += 1
             i = fired[k] - l * N
             if l < L - 1:
                 _deliver(W_fwd, D_fwd, idx_fwd, len_fwd[l, i] if sparse_fwd else 0, (l, i), I,
