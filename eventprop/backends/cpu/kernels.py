@@ -33,6 +33,7 @@ import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.core import cgutils
+from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
 from eventprop.backends.records import Gradients
@@ -175,29 +176,22 @@ def _backward_synapses(rev, W, dW, dd, D, idx, n_syn, row, post_diff, post_tau_l
     ``later`` (a dense projection without delays): the gradient samples are left for after the
     time loop."""
     sparse = idx.shape[0] > 0
-    learn_delays = dd.shape[0] > 0
     S = post_diff.shape[len(post)]
     n_post = post_diff.shape[len(post) + 1]
     now = m % S                      # slot of step m; of step m + D: now + D, wrapped
-    at_now = post + (now,)
-    if D.shape[0] == 0:
+    if D.shape[0] == 0 and (not sparse or n_syn == n_post):   # dense, or a full sparse row
+        at_now = post + (now,)
         if later:
             return _reverse_current(rev, W, row, post_diff, at_now, n_post)
-        if not sparse or n_syn == n_post:           # dense, or a sparse row with them all
-            rev = _adjoint_row(rev, W, dW, row, post_diff, post_tau_lam_I, at_now, n_post)
-            if learn_delays:
-                for j in range(n_post):
-                    dd[row + (j,)] += W[row + (j,)] * post_diff[at_now + (j,)]
-            return rev
-        for k in range(n_syn):       # a sparse row: its synapses only
-            j = idx[row + (k,)]
-            w = W[row + (k,)]
-            diff = post_diff[at_now + (j,)]
-            rev += w * diff
-            dW[row + (k,)] -= post_tau_lam_I[at_now + (j,)]
-            if learn_delays:
-                dd[row + (k,)] += w * diff
+        rev = _adjoint_row(rev, W, dW, row, post_diff, post_tau_lam_I, at_now, n_post)
+        if dd.shape[0] > 0:
+            for j in range(n_post):
+                dd[row + (j,)] += W[row + (j,)] * post_diff[at_now + (j,)]
         return rev
+    if D.shape[0] == 0:              # a sparse row: its synapses only
+        return rev + _sparse_adjoint_row(W, dW, dd, idx, n_syn, row, post_diff, post_tau_lam_I,
+                                         post + (now,))
+    learn_delays = dd.shape[0] > 0   # a row with delays: a slot per synapse
     for k in range(n_syn if sparse else W.shape[len(row)]):
         d = D[row + (k,)]
         if m + d >= n_steps - 1:
@@ -215,6 +209,23 @@ def _backward_synapses(rev, W, dW, dd, D, idx, n_syn, row, post_diff, post_tau_l
     return rev
 
 
+@njit(cache=True, fastmath=FASTMATH)
+def _sparse_adjoint_row(W, dW, dd, idx, n, row, diff, tau_lam_I, at):
+    """Over the synapses k < n of a sparse row (onto j = idx_k): dw_k -= tau_s,j lambda_I,j and
+    (learned delays) dd_k += w_k diff_j; returns the reverse current sum_k w_k diff_j. The sum
+    has a loop of its own: without stores in it, the processor gathers the diff_j several at a
+    time (SIMD) instead of one synapse after the other."""
+    rev = W.dtype.type(0)
+    for k in range(n):
+        rev += W[row + (k,)] * diff[at + (idx[row + (k,)],)]
+    for k in range(n):
+        dW[row + (k,)] -= tau_lam_I[at + (idx[row + (k,)],)]
+    if dd.shape[0] > 0:
+        for k in range(n):
+            dd[row + (k,)] += W[row + (k,)] * diff[at + (idx[row + (k,)],)]
+    return rev
+
+
 ForwardState = namedtuple("ForwardState", [
     "V", "I", "thr_b",              # hidden neurons (L, N): V, I, ALIF threshold offset
     "Vo", "Io",                     # output neurons (C,)
@@ -223,7 +234,7 @@ ForwardState = namedtuple("ForwardState", [
                                     # (delayed or sparse), hidden (L, S or 1, N), output (S or 1, C)
     "stored", "fired",              # stored spikes per neuron; the neurons fired in a step
     "crossed",                      # threshold crossings of a layer in a step (bool, N rounded
-                                    # up to a multiple of 8: read as uint64 words)
+                                    # up to a multiple of 64: read as uint64 words)
     "crossing"])                    # the neurons of a layer that crossed in a step (N,)
 ForwardState.__doc__ = "The arrays of a thread in the forward pass, reused for its samples."
 
@@ -246,26 +257,34 @@ def _forward_state(params, synapses):
                         np.zeros((L, S if hidden_delayed else 1, N), dtype=dtype),
                         np.zeros((S if output_delayed else 1, C), dtype=dtype),
                         np.zeros(L * N + C, dtype=np.int32), np.zeros(L * N, dtype=np.int32),
-                        np.zeros(8 * ((N + 7) // 8), dtype=np.bool_),
+                        np.zeros(64 * ((N + 63) // 64), dtype=np.bool_),
                         np.zeros(N, dtype=np.int32))
+
+
+# the lowest bit of each of the 8 bytes of a word, gathered into its top byte by one product
+_BYTE_BITS = np.uint64(0x0102040810204080)
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _threshold_crossings(V, thr_b, theta, crossed, crossing):
     """The neurons i with V_i >= theta + b_i, in order, into ``crossing``; returns how many.
-    The test runs on every neuron at once (vectorised); the scan reads ``crossed`` by 64-bit
-    words of 8 neurons and looks inside the words that hold a crossing."""
+    The test runs on every neuron at once (vectorised) into the bytes of ``crossed``; 64 of them
+    at a time become the bits of one mask (a product per 8 bytes), whose set bits are read
+    lowest first. No branch per neuron: crossings are rare and at random, so such branches
+    would be mispredicted."""
     N = V.shape[0]
     for i in range(N):
         crossed[i] = not V[i] < theta + thr_b[i]
-    words = crossed.view(np.uint64)
+    words = crossed.view(np.uint64)   # 8 neurons each; a multiple of 8 words, padded with 0
     count = 0
-    for word in range(words.shape[0]):
-        if words[word] != 0:
-            for i in range(8 * word, min(8 * word + 8, N)):
-                if crossed[i]:
-                    crossing[count] = i
-                    count += 1
+    for w in range(0, words.shape[0], 8):
+        mask = np.uint64(0)
+        for q in range(8):
+            mask |= ((words[w + q] * _BYTE_BITS) >> np.uint64(56)) << np.uint64(8 * q)
+        while mask != 0:
+            crossing[count] = 8 * w + trailing_zeros(mask)
+            count += 1
+            mask &= mask - np.uint64(1)
     return count
 
 
