@@ -179,18 +179,18 @@ def _backward_synapses(rev, W, dW, dd, D, idx, n_syn, row, post_diff, post_tau_l
     S = post_diff.shape[len(post)]
     n_post = post_diff.shape[len(post) + 1]
     now = m % S                      # slot of step m; of step m + D: now + D, wrapped
-    if D.shape[0] == 0 and (not sparse or n_syn == n_post):   # dense, or a full sparse row
+    if D.shape[0] == 0:
         at_now = post + (now,)
-        if later:
+        if sparse and n_syn < n_post:               # a sparse row: its synapses only
+            return rev + _sparse_adjoint_row(W, dW, dd, idx, n_syn, row, post_diff,
+                                             post_tau_lam_I, at_now)
+        if later:                                   # dense, or a sparse row with them all
             return _reverse_current(rev, W, row, post_diff, at_now, n_post)
         rev = _adjoint_row(rev, W, dW, row, post_diff, post_tau_lam_I, at_now, n_post)
         if dd.shape[0] > 0:
             for j in range(n_post):
                 dd[row + (j,)] += W[row + (j,)] * post_diff[at_now + (j,)]
         return rev
-    if D.shape[0] == 0:              # a sparse row: its synapses only
-        return rev + _sparse_adjoint_row(W, dW, dd, idx, n_syn, row, post_diff, post_tau_lam_I,
-                                         post + (now,))
     learn_delays = dd.shape[0] > 0   # a row with delays: a slot per synapse
     for k in range(n_syn if sparse else W.shape[len(row)]):
         d = D[row + (k,)]
