@@ -39,11 +39,14 @@ DELAY_OF = dict(zip(PROJECTIONS, ("d_input_hidden", "d_hidden_hidden_fwd", "d_hi
                                   "d_hidden_output")))
 CONNECTIVITY_KEYS = ("probability", "inputs_per_neuron", "self_connections")
 
-Connectivity = namedtuple("Connectivity", ["mask", "post_index", "row_length"])
+Connectivity = namedtuple("Connectivity", ["mask", "post_index", "row_length", "dense_index",
+                                           "row_index"])
 Connectivity.__doc__ = ("The synapses of a sparse projection: mask (..., n_pre, n_post) bool, "
                         "post_index (..., n_pre, K) int32: the postsynaptic neurons of each "
                         "presynaptic neuron in increasing order (padded with 0 beyond "
-                        "row_length), row_length (..., n_pre) int32.")
+                        "row_length), row_length (..., n_pre) int32; each existing synapse's "
+                        "flat position in the dense array (dense_index, increasing) and in the "
+                        "rows (..., n_pre, K) of ``compact`` (row_index, in the same order).")
 
 
 @model_function
@@ -127,14 +130,20 @@ def connectivity_of(mask):
     for row in np.ndindex(*mask.shape[:-1]):
         cols = np.flatnonzero(mask[row])
         post_index[row][:cols.size] = cols
-    return Connectivity(mask, post_index, row_length)
+    dense_index = np.flatnonzero(mask)
+    # synapse q of the dense order is entry (q - first synapse of its row) of its row
+    rows = dense_index // mask.shape[-1]
+    first = np.concatenate(([0], np.cumsum(row_length.ravel())[:-1]))
+    row_index = rows * K + np.arange(dense_index.size) - first[rows]
+    return Connectivity(mask, post_index, row_length, dense_index, row_index)
 
 
 def dense(shape):
     """A dense projection: empty index arrays of the right rank (``Connectivity`` fields)."""
     rank = len(shape)
+    empty = np.zeros(0, dtype=np.int64)
     return Connectivity(None, np.zeros((0,) * rank, dtype=np.int32),
-                        np.zeros((0,) * (rank - 1), dtype=np.int32))
+                        np.zeros((0,) * (rank - 1), dtype=np.int32), empty, empty)
 
 
 def compact(values, conn):
@@ -143,17 +152,16 @@ def compact(values, conn):
     zero beyond the row's length. The CPU engine keeps a sparse projection's weights, delays and
     their gradients in this form, so that a spike reads and writes contiguous memory. Leading
     axes beyond the projection's (chunks of gradients) are kept."""
-    index = np.broadcast_to(conn.post_index, values.shape[:-1] + conn.post_index.shape[-1:])
-    rows = np.take_along_axis(values, index, axis=-1)
-    rows[..., np.arange(rows.shape[-1]) >= conn.row_length[..., None]] = 0
-    return rows
+    lead = values.shape[:values.ndim - conn.mask.ndim]
+    rows = np.zeros(lead + (conn.post_index.size,), dtype=values.dtype)
+    rows[..., conn.row_index] = values.reshape(lead + (-1,))[..., conn.dense_index]
+    return rows.reshape(lead + conn.post_index.shape)
 
 
 def expand(rows, conn):
     """The inverse of ``compact``: (..., n_pre, n_post) values, zero where there is no
     synapse."""
-    values = np.zeros(conn.mask.shape, dtype=rows.dtype)
-    existing = np.arange(rows.shape[-1]) < conn.row_length[..., None]
-    *row, k = np.nonzero(existing)
-    values[(*row, conn.post_index[existing])] = rows[existing]
-    return values
+    lead = rows.shape[:rows.ndim - conn.post_index.ndim]
+    values = np.zeros(lead + (conn.mask.size,), dtype=rows.dtype)
+    values[..., conn.dense_index] = rows.reshape(lead + (-1,))[..., conn.row_index]
+    return values.reshape(lead + conn.mask.shape)

@@ -142,6 +142,8 @@ def test_compact_rows_and_back():
     chunks = rng.normal(size=(3,) + mask.shape)      # gradient chunks: a leading axis
     np.testing.assert_array_equal(projections.compact(chunks, conn)[2],
                                   projections.compact(chunks[2], conn))
+    np.testing.assert_array_equal(projections.expand(projections.compact(chunks, conn), conn),
+                                  np.where(mask, chunks, 0.0))
 
 
 DELAYED = {"hidden_hidden": (0.0, 6.0)}

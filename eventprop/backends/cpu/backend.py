@@ -80,7 +80,6 @@ class CpuBackend(base.Backend):
         self.kernels = kernels
         self._last_grads = None
         self._synapses = (None, None)      # (the network's Synapses, their sparse_delays)
-        self._existing = (None, {})        # (the network's connectivity, its flat indices)
         if threads.engine_threads is None and "NUMBA_NUM_THREADS" not in os.environ:
             threads.use_threads()
 
@@ -145,15 +144,12 @@ class CpuBackend(base.Backend):
             return params, self._synapses[1]
         return sparse_weights(net, params), self._synapses[1]
 
-    def _existing_synapses(self, net):
+    @staticmethod
+    def _existing_synapses(net):
         """{parameter: flat indices of the existing synapses} of the sparse projections' weights
-        and delays (Adam steps those only), kept while the connectivity stays."""
-        if self._existing[0] is not net.connectivity:
-            self._existing = (net.connectivity, {
-                key: np.flatnonzero(conn.mask)
-                for name, conn in net.connectivity.items()
-                for key in (projections.WEIGHT_OF[name], projections.DELAY_OF[name])})
-        return self._existing[1]
+        and delays (Adam steps those only)."""
+        return {key: conn.dense_index for name, conn in net.connectivity.items()
+                for key in (projections.WEIGHT_OF[name], projections.DELAY_OF[name])}
 
     @staticmethod
     def _loss_terms(net, in_ptr, V_out, first_step, labels, learn):
