@@ -8,7 +8,7 @@ Network: inputs -> L hidden layers of N neurons (optionally recurrent, self-conn
 independent. The forward kernel runs them in parallel; the backward kernel runs chunks of
 consecutive samples in parallel, each chunk with its own gradient accumulators, which the caller
 sums in chunk order. The chunks do not depend on the number of threads, so neither do the results.
-The threads share the work as it comes (``_take_next``), not in fixed shares: a thread whose core
+The threads share the work as it comes (``take_next``), not in fixed shares: a thread whose core
 is busy with another process takes fewer samples instead of holding up the batch.
 
 Time base. Step n runs from t_n to t_{n+1}:
@@ -31,55 +31,16 @@ from collections import namedtuple
 
 import numba
 import numpy as np
-from numba import njit, prange, types
-from numba.core import cgutils
+from numba import njit, prange
 from numba.cpython.unsafe.numbers import trailing_zeros
-from numba.extending import intrinsic
 
+from eventprop.backends.cpu.intrinsics import borrowed, take_next
 from eventprop.backends.records import Gradients
 from eventprop.models import (alif_imv, alif_spike_jump, alif_threshold_decay, lif_adjoint_update,
                               lif_imv, lif_membrane_update, lif_spike_jump, normal_hash,
                               synapse_decay, tau_m_gradient, tau_s_gradient, uniform_hash)
 
 FASTMATH = {"reassoc", "contract", "nsz"}
-
-
-@intrinsic
-def _take_next(typingctx, counter):
-    """The value of ``counter[0]`` (an int64 array), incremented atomically: the number of the
-    next work unit (sample, chunk) for the thread that asks."""
-    def codegen(context, builder, signature, args):
-        array_type = signature.args[0]
-        array = context.make_array(array_type)(context, builder, args[0])
-        first = cgutils.get_item_pointer(context, builder, array_type, array,
-                                         [context.get_constant(types.intp, 0)])
-        return builder.atomic_rmw("add", first, context.get_constant(types.int64, 1),
-                                  "monotonic")
-    return types.int64(counter), codegen
-
-
-@intrinsic
-def _borrowed(typingctx, value):
-    """``value`` (an array, or a record of arrays and numbers) with each array's hold on its
-    owner dropped: the same data, shape and strides, but handing it to a helper, or taking a
-    view of it, costs no atomic increment and decrement of a reference count (per spike, those
-    were a fifth of the forward pass). Valid only while the owner lives: the kernels borrow the
-    records and the thread's arrays, which the batch function holds."""
-    def borrow(context, builder, ty, val):
-        if isinstance(ty, types.Array):
-            array = context.make_array(ty)(context, builder, value=val)
-            array.meminfo = cgutils.get_null_value(array.meminfo.type)
-            array.parent = cgutils.get_null_value(array.parent.type)
-            return array._getvalue()
-        if isinstance(ty, types.BaseTuple):
-            for k, member in enumerate(ty):
-                val = builder.insert_value(
-                    val, borrow(context, builder, member, builder.extract_value(val, k)), k)
-        return val
-
-    def codegen(context, builder, signature, args):
-        return borrow(context, builder, signature.args[0], args[0])
-    return value(value), codegen
 
 
 # ----------------------------------------------------------------------------------------------
@@ -291,9 +252,9 @@ def _threshold_crossings(V, thr_b, theta, crossed, crossing):
 @njit(cache=True, fastmath=FASTMATH)
 def _forward_sample(b, params, synapses, model, inputs, options, store, traces, state):
     """Forward pass of sample b, with the thread's arrays ``state``."""
-    params, synapses, store, traces, state = (_borrowed(params), _borrowed(synapses),
-                                              _borrowed(store), _borrowed(traces),
-                                              _borrowed(state))
+    params, synapses, store, traces, state = (borrowed(params), borrowed(synapses),
+                                              borrowed(store), borrowed(traces),
+                                              borrowed(state))
     in_ptr, in_ch = inputs
     W_in, W_fwd, W_rec, W_out = params.W_in, params.W_fwd, params.W_rec, params.W_out
     h_alpha, h_beta, h_c = params.h_alpha, params.h_beta, params.h_c
@@ -469,10 +430,10 @@ def _forward_batch(params, synapses, model, inputs, options, store, traces, n_th
     next_sample = np.zeros(1, dtype=np.int64)
     for _ in prange(n_threads):
         state = _forward_state(params, synapses)
-        b = _take_next(next_sample)
+        b = take_next(next_sample)
         while b < B:
             _forward_sample(b, params, synapses, model, inputs, options, store, traces, state)
-            b = _take_next(next_sample)
+            b = take_next(next_sample)
 
 
 BackwardState = namedtuple("BackwardState", [
@@ -513,8 +474,8 @@ def _backward_sample(b, params, synapses, model, inputs, options, store, terms, 
     (``_subtract_sums_by_neuron``), instead of a row of dW per spike; ``state.history`` keeps
     tau_s lambda_I of every hidden layer at every step for them."""
     params, synapses, store, terms, traces, grads, state = (
-        _borrowed(params), _borrowed(synapses), _borrowed(store), _borrowed(terms),
-        _borrowed(traces), _borrowed(grads), _borrowed(state))
+        borrowed(params), borrowed(synapses), borrowed(store), borrowed(terms),
+        borrowed(traces), borrowed(grads), borrowed(state))
     in_ptr, in_ch = inputs
     W_in, W_fwd, W_rec, W_out = params.W_in, params.W_fwd, params.W_rec, params.W_out
     h_alpha, h_beta, h_d = params.h_alpha, params.h_beta, params.h_d
@@ -762,7 +723,7 @@ def _backward_batch(params, synapses, model, inputs, options, store, terms, trac
     next_chunk = np.zeros(1, dtype=np.int64)
     for _ in prange(n_threads):
         state = _backward_state(params, synapses, n_steps, keep)
-        k = _take_next(next_chunk)
+        k = take_next(next_chunk)
         while k < n_chunks:
             chunk = Gradients(grads.dW_in[k], grads.dW_fwd[k], grads.dW_rec[k], grads.dW_out[k],
                               grads.dtau_m_h[k], grads.dtau_s_h[k], grads.dtau_m_o[k],
@@ -771,4 +732,4 @@ def _backward_batch(params, synapses, model, inputs, options, store, terms, trac
             for b in range(k * B // n_chunks, (k + 1) * B // n_chunks):
                 _backward_sample(b, params, synapses, model, inputs, options, store, terms,
                                  traces, chunk, state, later)
-            k = _take_next(next_chunk)
+            k = take_next(next_chunk)
