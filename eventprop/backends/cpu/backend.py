@@ -80,6 +80,7 @@ class CpuBackend(base.Backend):
         self.kernels = kernels
         self._last_grads = None
         self._synapses = (None, None)      # (the network's Synapses, their sparse_delays)
+        self._chunks = None                # the gradient chunks, reused from batch to batch
         if threads.engine_threads is None and "NUMBA_NUM_THREADS" not in os.environ:
             threads.use_threads()
 
@@ -167,12 +168,16 @@ class CpuBackend(base.Backend):
     def _backward(self, net, params, synapses, model, inputs, options, store, terms, traces):
         """The batch gradients by parameter name: the sum of the gradients of
         ``GRADIENT_CHUNKS`` chunks of samples, in chunk order (those of sparse projections
-        back in the parameters' dense shape, zero where there is no synapse)."""
+        back in the parameters' dense shape, zero where there is no synapse). The chunks' arrays
+        stay with the backend for the next batch; what it returns are new arrays."""
         B = inputs.in_ptr.shape[0]
         K = max(1, min(B, GRADIENT_CHUNKS))
         dtype = params.W_out.dtype
-        grads = Gradients(*(np.zeros((K,) + shape, dtype=dtype)
-                            for shape in base.gradient_shapes(net, params)))
+        shapes = tuple((K,) + shape for shape in base.gradient_shapes(net, params))
+        grads = self._chunks
+        if grads is None or tuple(g.shape for g in grads) != shapes or grads[0].dtype != dtype:
+            grads = self._chunks = Gradients(*(np.empty(shape, dtype=dtype)
+                                               for shape in shapes))
         self.kernels.backward_batch(params, synapses, model, inputs, options, store, terms,
                                     traces, grads)
         sums = {}

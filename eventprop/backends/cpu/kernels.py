@@ -31,7 +31,7 @@ from collections import namedtuple
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import literal_unroll, njit, prange
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from eventprop.backends.cpu.intrinsics import borrowed, take_next
@@ -698,9 +698,17 @@ def _subtract_sums_by_neuron(pre, steps, history, dW):
 LATER_BYTES = 8 * 2**20
 
 
+@njit(cache=True)
+def _zero(record):
+    """Every array of ``record`` set to 0."""
+    for array in literal_unroll(record):
+        array[...] = 0
+
+
 def backward_batch(params, synapses, model, inputs, options, store, terms, traces, grads):
-    """Backward pass of every sample. Chunk k of ``grads`` (K chunks) accumulates the samples
-    k B / K .. (k + 1) B / K - 1, in this order; the caller sums the chunks in their order."""
+    """Backward pass of every sample. Chunk k of ``grads`` (K chunks, their values on entry
+    irrelevant) is set to the gradient of the samples k B / K .. (k + 1) B / K - 1, summed in
+    this order; the caller sums the chunks in their order."""
     later = tuple(bool(D.shape[0] == 0 and idx.shape[0] == 0 and dd.shape[1] == 0
                        and dW[0].nbytes > LATER_BYTES)
                   for D, idx, dd, dW in ((synapses.D_in, synapses.idx_in, grads.dd_in, grads.dW_in),
@@ -715,7 +723,10 @@ def backward_batch(params, synapses, model, inputs, options, store, terms, trace
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _backward_batch(params, synapses, model, inputs, options, store, terms, traces, grads,
                     n_threads, later):
-    """``backward_batch`` on ``n_threads`` threads."""
+    """``backward_batch`` on ``n_threads`` threads. The thread that takes a chunk zeroes it:
+    in parallel, and the caller can hand in the same arrays every batch (freshly allocated ones
+    would be mapped page by page as the threads first write them, one page fault at a time
+    across the threads)."""
     n_chunks = grads.dW_in.shape[0]
     B = inputs.in_ptr.shape[0]
     n_steps = inputs.in_ptr.shape[1] - 1
@@ -729,6 +740,7 @@ def _backward_batch(params, synapses, model, inputs, options, store, terms, trac
                               grads.dtau_m_h[k], grads.dtau_s_h[k], grads.dtau_m_o[k],
                               grads.dtau_s_o[k], grads.dd_in[k], grads.dd_fwd[k],
                               grads.dd_rec[k], grads.dd_out[k])
+            _zero(chunk)
             for b in range(k * B // n_chunks, (k + 1) * B // n_chunks):
                 _backward_sample(b, params, synapses, model, inputs, options, store, terms,
                                  traces, chunk, state, later)

@@ -51,9 +51,11 @@ def forward_batch(params, synapses, model, inputs, options, store, traces):
 
 
 def backward_batch(params, synapses, model, inputs, options, store, terms, traces, grads):
-    """Backward pass of every sample on the GPU (as ``cpu.kernels.backward_batch``). All samples
-    accumulate (atomically) into chunk 0 of ``grads``; other chunks are left as they are, so the
-    sum over chunks is the batch gradient."""
+    """Backward pass of every sample on the GPU (as ``cpu.kernels.backward_batch``). ``grads``
+    is zeroed, then all samples accumulate (atomically) into its chunk 0, so the sum over chunks
+    is the batch gradient."""
+    for accumulator in grads:
+        accumulator[...] = 0
     if inputs.in_ptr.shape[0] == 0:
         return
     params, synapses, inputs, store, terms, traces = (
