@@ -72,7 +72,8 @@ class CpuBackend(base.Backend):
     the process may use, or the count of ``threads.use_threads``, fewer for a trial with little
     work (``UPDATES_PER_THREAD``); exactly NUMBA_NUM_THREADS when the user set it.
     ``kernels``: the module with ``forward_batch`` and ``backward_batch`` (tests put a stand-in
-    that also runs the GPU kernels)."""
+    that also runs the GPU kernels). A backend belongs to one network and runs one trial at a
+    time (it keeps the backward pass's gradient chunks between trials)."""
 
     name = "cpu"
 
