@@ -196,6 +196,24 @@ def test_spike_store_grows_without_changing_results():
         assert np.array_equal(ref.grads[name], grown.grads[name])
 
 
+def test_gradients_of_a_batch_do_not_depend_on_the_batches_before():
+    """The CPU backend keeps its gradient accumulators from batch to batch (the thread that
+    takes a chunk zeroes it): a batch's gradients equal a fresh network's, dense and sparse, and
+    the gradients it returned for the batch before are not overwritten."""
+    first, second = random_data(7, 4, 80, n_spikes=60), random_data(8, 4, 80, n_spikes=60)
+    for kw in ({}, {"connectivity": {"input_hidden": {"probability": 0.5}}}):
+        net = make_net("sum", recurrent=True, **kw)
+        g_first = gradient(net, first).grads
+        kept = {name: g.copy() for name, g in g_first.items()}
+        g_second = gradient(net, second).grads
+        fresh = gradient(make_net("sum", recurrent=True, **kw), second).grads
+        for name in fresh:
+            assert np.array_equal(g_second[name], fresh[name]), name
+            assert np.array_equal(g_first[name], kept[name]), name
+        assert np.abs(g_first["w_input_hidden"]).max() > 0
+        assert not np.array_equal(g_first["w_input_hidden"], g_second["w_input_hidden"])
+
+
 def test_hidden_dropout_delays_spikes_and_is_reproducible():
     data = random_data(8, 4, 80, n_spikes=60)
     net = make_net("sum")
