@@ -126,15 +126,13 @@ def connectivity_of(mask):
     """The ``Connectivity`` of a mask (..., n_pre, n_post): the existing synapses by row."""
     row_length = mask.sum(axis=-1).astype(np.int32)
     K = max(1, int(row_length.max()) if row_length.size else 1)
-    post_index = np.zeros(mask.shape[:-1] + (K,), dtype=np.int32)
-    for row in np.ndindex(*mask.shape[:-1]):
-        cols = np.flatnonzero(mask[row])
-        post_index[row][:cols.size] = cols
     dense_index = np.flatnonzero(mask)
     # synapse q of the dense order is entry (q - first synapse of its row) of its row
-    rows = dense_index // mask.shape[-1]
+    rows, post = np.divmod(dense_index, mask.shape[-1])
     first = np.concatenate(([0], np.cumsum(row_length.ravel())[:-1]))
     row_index = rows * K + np.arange(dense_index.size) - first[rows]
+    post_index = np.zeros(mask.shape[:-1] + (K,), dtype=np.int32)
+    post_index.reshape(-1)[row_index] = post
     return Connectivity(mask, post_index, row_length, dense_index, row_index)
 
 
